@@ -1,0 +1,327 @@
+// Package config loads the agent's YAML file strictly: an unknown key, a
+// wrong type or a missing required field is an error naming the file, line
+// and key. Durations ("30s"), sizes ("64KiB") and ${ENV} expansion are
+// supported. The key names are the product's interface: keep them.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sensor-agent/sensor-agent/publisher"
+	"github.com/sensor-agent/sensor-agent/sensors"
+)
+
+// DefaultPath is where the packaged service looks for its config.
+const DefaultPath = "/etc/sensor-agent/config.yaml"
+
+// MaxPayload is AWS IoT's publish payload limit (128 KB).
+const MaxPayload = 131072
+
+// Config is the whole file.
+type Config struct {
+	DeviceID string   `yaml:"device_id"`
+	StateDir string   `yaml:"state_dir"`
+	LogLevel string   `yaml:"log_level"`
+	Endpoint Endpoint `yaml:"endpoint"`
+	Publish  Publish  `yaml:"publish"`
+	Sensors  []Sensor `yaml:"sensors"`
+
+	// File is the path the config was read from, for messages.
+	File string `yaml:"-"`
+}
+
+// Endpoint is the AWS IoT data endpoint and the device's credentials.
+type Endpoint struct {
+	Host     string   `yaml:"host"`
+	Port     int      `yaml:"port"`
+	ALPN     string   `yaml:"alpn"`
+	CertFile string   `yaml:"cert_file"`
+	KeyFile  string   `yaml:"key_file"`
+	CAFile   string   `yaml:"ca_file"`
+	Timeout  Duration `yaml:"timeout"`
+}
+
+// Publish says how readings become messages.
+type Publish struct {
+	Topic         string   `yaml:"topic"`
+	QoS           int      `yaml:"qos"`
+	Format        string   `yaml:"format"`
+	MaxReadings   int      `yaml:"max_readings"`
+	MaxBytes      Size     `yaml:"max_bytes"`
+	FlushInterval Duration `yaml:"flush_interval"`
+	// QueueBytes bounds the in-memory queue of batches waiting to be
+	// published; when full the oldest batch is dropped and counted.
+	QueueBytes Size `yaml:"queue_bytes"`
+}
+
+// Sensor is one `sensors:` entry: the keys every sensor has, plus the
+// driver's own options decoded into Opts.
+type Sensor struct {
+	Name     string   `yaml:"name"`
+	Driver   string   `yaml:"driver"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+
+	// Opts is the value returned by the driver's NewOpts, filled from the
+	// remaining keys.
+	Opts any `yaml:"-"`
+	// Line is where the entry starts, for messages.
+	Line int `yaml:"-"`
+}
+
+var sensorType = reflect.TypeOf(Sensor{})
+
+// Defaults holds the values used for keys the file leaves out.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DeviceID: host,
+		StateDir: "/var/lib/sensor-agent",
+		LogLevel: "info",
+		Endpoint: Endpoint{Port: 443, ALPN: "auto", Timeout: Duration(10 * time.Second)},
+		Publish: Publish{
+			Topic:         "sensors/{device}/{sensor}",
+			QoS:           1,
+			Format:        "batch",
+			MaxReadings:   500,
+			MaxBytes:      64 << 10,
+			FlushInterval: Duration(10 * time.Second),
+			QueueBytes:    8 << 20,
+		},
+	}
+}
+
+// DefaultInterval is a sensor's interval when it gives none.
+const DefaultInterval = 30 * time.Second
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, os.LookupEnv)
+}
+
+// Parse decodes and validates data; name is used in messages, lookup
+// resolves ${VAR} references.
+func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the file is empty: see configs/example.yaml for a starting point", name)
+		}
+		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	cfg := Defaults()
+	cfg.File = name
+	d := &decoder{file: name, lines: map[string]int{}}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	d.expandEnv(root, lookup)
+	d.decodeStruct(root, reflect.ValueOf(&cfg).Elem(), "", nil)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	v := &validator{d: d, rootLine: root.Line}
+	v.validate(&cfg)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// decodeSensor decodes the common keys, then the driver's own options.
+func (d *decoder) decodeSensor(n *yaml.Node, s *Sensor, path string) {
+	s.Line = n.Line
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n.Line, path, "want a mapping with at least name and driver, got a %s", kindName(n))
+		return
+	}
+	common := structFields(sensorType)
+	skip := map[string]bool{}
+	var rest []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if _, ok := common[n.Content[i].Value]; !ok {
+			skip[n.Content[i].Value] = true
+			rest = append(rest, n.Content[i], n.Content[i+1])
+		}
+	}
+	d.decodeStruct(n, reflect.ValueOf(s).Elem(), path, skip)
+	if s.Driver == "" {
+		return // reported by the validator
+	}
+	drv, ok := sensors.Lookup(s.Driver)
+	if !ok {
+		d.errorf(d.lines[join(path, "driver")], join(path, "driver"), "unknown driver %q%s; known drivers: %s",
+			s.Driver, suggest(s.Driver, sensors.Names()), strings.Join(sensors.Names(), ", "))
+		return
+	}
+	s.Opts = drv.NewOpts()
+	rv := reflect.ValueOf(s.Opts)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		panic("config: driver " + s.Driver + ": NewOpts must return a pointer to a struct")
+	}
+	optNode := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Content: rest}
+	before := len(d.errs)
+	d.decodeStruct(optNode, rv.Elem(), path, nil)
+	// Unknown-key messages for options should list the common keys too.
+	for i := before; i < len(d.errs); i++ {
+		msg := d.errs[i].Error()
+		if strings.Contains(msg, "known keys here: ") {
+			all := append(keysOf(common), keysOf(structFields(rv.Elem().Type()))...)
+			sort.Strings(all)
+			msg = msg[:strings.Index(msg, "known keys here: ")] + "keys for driver " + s.Driver + ": " + strings.Join(all, ", ")
+			d.errs[i] = errors.New(msg)
+		}
+	}
+}
+
+type validator struct {
+	d        *decoder
+	rootLine int
+}
+
+// at reports a problem at the line of key path, or of its nearest parent.
+func (v *validator) at(path, format string, args ...any) {
+	line := v.rootLine
+	for p := path; p != ""; {
+		if l, ok := v.d.lines[p]; ok {
+			line = l
+			break
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	v.d.errorf(line, path, format, args...)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+
+func (v *validator) validate(c *Config) {
+	if c.DeviceID == "" {
+		v.at("device_id", "is empty and the hostname is unknown: set device_id")
+	} else if !nameRE.MatchString(c.DeviceID) {
+		v.at("device_id", "%q may only hold letters, digits and _ . : - (it becomes part of the topic)", c.DeviceID)
+	}
+	if c.StateDir == "" {
+		v.at("state_dir", "is empty: set a writable directory, e.g. /var/lib/sensor-agent")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		v.at("log_level", "%q: want debug, info, warn or error", c.LogLevel)
+	}
+	v.endpoint(&c.Endpoint)
+	v.publish(c)
+	v.sensors(c.Sensors)
+}
+
+func (v *validator) endpoint(e *Endpoint) {
+	if _, ok := v.d.lines["endpoint"]; !ok {
+		v.at("endpoint", "missing required section: give host, cert_file and key_file of your AWS IoT thing")
+		return
+	}
+	if e.Host == "" {
+		v.at("endpoint.host", "missing required key: the account's data endpoint, from `aws iot describe-endpoint --endpoint-type iot:Data-ATS`")
+	} else if strings.Contains(e.Host, "://") || strings.ContainsAny(e.Host, "/ ") {
+		v.at("endpoint.host", "%q: give the bare host name, without https:// or a path", e.Host)
+	}
+	if e.Port < 1 || e.Port > 65535 {
+		v.at("endpoint.port", "%d is not a port: use 443 (with ALPN) or 8443", e.Port)
+	}
+	switch e.ALPN {
+	case "auto", "on", "off":
+	default:
+		v.at("endpoint.alpn", "%q: want auto, on or off (auto = on for port 443)", e.ALPN)
+	}
+	if e.CertFile == "" {
+		v.at("endpoint.cert_file", "missing required key: the device certificate (PEM) downloaded when the thing was created")
+	}
+	if e.KeyFile == "" {
+		v.at("endpoint.key_file", "missing required key: the device's private key (PEM)")
+	}
+	if e.Timeout <= 0 {
+		v.at("endpoint.timeout", "must be positive, e.g. 10s")
+	}
+}
+
+func (v *validator) publish(c *Config) {
+	p := &c.Publish
+	if _, err := publisher.ParseTopicTemplate(p.Topic); err != nil {
+		v.at("publish.topic", "%v", err)
+	}
+	if p.QoS != 0 && p.QoS != 1 {
+		v.at("publish.qos", "%d: AWS IoT over HTTPS accepts 0 or 1", p.QoS)
+	}
+	switch p.Format {
+	case "batch", "single":
+	default:
+		v.at("publish.format", "%q: want batch or single", p.Format)
+	}
+	if p.MaxReadings < 1 {
+		v.at("publish.max_readings", "must be at least 1")
+	}
+	if p.MaxBytes < 1024 || p.MaxBytes > MaxPayload {
+		v.at("publish.max_bytes", "%d bytes: must be between 1KiB and 128KiB (AWS IoT's payload limit, %d bytes)", p.MaxBytes, MaxPayload)
+	}
+	if p.FlushInterval <= 0 {
+		v.at("publish.flush_interval", "must be positive, e.g. 10s")
+	}
+	if p.QueueBytes < p.MaxBytes {
+		v.at("publish.queue_bytes", "%d bytes is smaller than publish.max_bytes (%d): the queue must hold at least one message", p.QueueBytes, p.MaxBytes)
+	}
+}
+
+func (v *validator) sensors(list []Sensor) {
+	if len(list) == 0 {
+		v.at("sensors", "no sensors configured: add at least one entry with name and driver (see configs/example.yaml)")
+		return
+	}
+	names := map[string]int{}
+	for i := range list {
+		s := &list[i]
+		path := fmt.Sprintf("sensors[%d]", i)
+		if s.Name == "" {
+			v.at(path+".name", "missing required key: every sensor needs a unique name")
+		} else if !nameRE.MatchString(s.Name) {
+			v.at(path+".name", "%q may only hold letters, digits and _ . : - (it becomes part of the topic)", s.Name)
+		} else if prev, dup := names[s.Name]; dup {
+			v.at(path+".name", "%q is already used by sensors[%d]: names must be unique", s.Name, prev)
+		}
+		names[s.Name] = i
+		if s.Driver == "" {
+			v.at(path+".driver", "missing required key: one of %s", strings.Join(sensors.Names(), ", "))
+		}
+		if s.Interval == 0 {
+			s.Interval = Duration(DefaultInterval)
+		}
+		if s.Timeout == 0 {
+			s.Timeout = Duration(min(s.Interval.D(), 10*time.Second))
+		}
+		if s.Opts != nil {
+			if val, ok := s.Opts.(interface{ Validate() error }); ok {
+				if err := val.Validate(); err != nil {
+					v.at(path, "%s: %v", s.Driver, err)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package reading
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/sensors"
+)
+
+func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
+	ts := time.Date(2026, 11, 26, 13, 0, 0, 3_456_789, time.FixedZone("JST", 9*3600))
+	tests := []Reading{
+		{Seq: 1041, Sensor: "greenhouse", Time: ts, Values: sensors.Values{"temperature_c": 21.43, "humidity_pct": 40.2, "pressure_hpa": 1013.1}},
+		{Seq: 1, Sensor: `we"ird\name<>&`, Time: ts, Values: sensors.Values{"level": 1}},
+		{Seq: math.MaxUint64, Sensor: "x\n\t\x01", Time: ts, Values: sensors.Values{}},
+		{Seq: 2, Sensor: "tiny", Time: ts, Values: sensors.Values{"a": 1e-9, "b": -3.5e21, "c": 0}},
+	}
+	for _, r := range tests {
+		b := r.AppendJSON(nil)
+		var got map[string]any
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatalf("%s: invalid JSON: %v", b, err)
+		}
+		if got["sensor"] != r.Sensor {
+			t.Errorf("sensor = %q, want %q", got["sensor"], r.Sensor)
+		}
+		if got["time"] != "2026-11-26T04:00:00.003Z" {
+			t.Errorf("time = %v, want UTC with milliseconds", got["time"])
+		}
+		want := map[string]any{}
+		for k, v := range r.Values {
+			want[k] = v
+		}
+		if !reflect.DeepEqual(got["values"], want) {
+			t.Errorf("values = %v, want %v", got["values"], want)
+		}
+		var seq struct{ Seq uint64 }
+		json.Unmarshal(b, &seq)
+		if seq.Seq != r.Seq {
+			t.Errorf("seq = %d, want %d", seq.Seq, r.Seq)
+		}
+	}
+}
+
+func TestAppendJSONWithDevice(t *testing.T) {
+	r := Reading{Seq: 7, Sensor: "s", Time: time.Unix(0, 0), Values: sensors.Values{"level": 0}}
+	got := string(r.AppendJSONWithDevice(nil, "pi-1"))
+	want := `{"device":"pi-1","seq":7,"sensor":"s","time":"1970-01-01T00:00:00.000Z","values":{"level":0}}`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestAppendJSONNaN(t *testing.T) {
+	r := Reading{Seq: 1, Sensor: "s", Time: time.Unix(0, 0), Values: sensors.Values{"x": math.NaN()}}
+	if err := json.Unmarshal(r.AppendJSON(nil), new(any)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSequencerNeverRepeats(t *testing.T) {
+	dir := t.TempDir()
+	var last uint64
+	for run := range 4 {
+		s, err := OpenSequencer(dir, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 25 { // crosses lease boundaries
+			n, err := s.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n <= last {
+				t.Fatalf("run %d: seq %d after %d", run, n, last)
+			}
+			last = n
+		}
+		// "Crash": drop s without any shutdown step.
+	}
+}
+
+func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := OpenSequencer(dir, 10)
+	var last uint64
+	for range 15 {
+		last, _ = s.Next()
+	}
+	if err := os.WriteFile(filepath.Join(dir, "seq"), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := OpenSequencer(dir, 10)
+	if err != nil {
+		t.Fatalf("corrupt seq file must not stop the agent: %v", err)
+	}
+	n, _ := s2.Next()
+	if n <= last {
+		t.Fatalf("seq %d repeats after %d", n, last)
+	}
+}
+
+func TestSequencerBothCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "seq"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "seq.prev"), []byte("y"), 0o600)
+	if _, err := OpenSequencer(dir, 10); err == nil {
+		t.Fatal("want an error explaining the corrupt seq files")
+	}
+}
+
+func TestSequencerUnwritableDir(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// root ignores permissions; use a path under a regular file.
+		f := filepath.Join(t.TempDir(), "file")
+		os.WriteFile(f, nil, 0o600)
+		if _, err := OpenSequencer(filepath.Join(f, "state"), 10); err == nil {
+			t.Fatal("want an error for a state dir that cannot exist")
+		}
+		return
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o500)
+	if _, err := OpenSequencer(filepath.Join(dir, "state"), 10); err == nil {
+		t.Fatal("want an error for an unwritable state dir")
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/agent/config"
+	"github.com/sensor-agent/sensor-agent/publisher"
+	"github.com/sensor-agent/sensor-agent/sensors"
+)
+
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", stderr)
+	cfgPath := fs.String("config", config.DefaultPath, "config file")
+	sysfs := fs.String("sysfs", "", "root of the sysfs tree (default /sys)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "config %s: ok (device %s, %d sensors)\n", cfg.File, cfg.DeviceID, len(cfg.Sensors))
+	failed := 0
+	e := cfg.Endpoint
+	c, err := publisher.New(publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN,
+		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		failed++
+		fmt.Fprintf(stdout, "endpoint: FAIL %v\n", err)
+	} else {
+		c.Close()
+		fmt.Fprintf(stdout, "endpoint %s:%d: certificate and key ok\n", e.Host, e.Port)
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	for _, s := range cfg.Sensors {
+		v, err := readOnce(ctx, s, log.With("sensor", s.Name), *sysfs)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "sensor %s (%s): FAIL %v\n", s.Name, s.Driver, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "sensor %s (%s): %s\n", s.Name, s.Driver, formatValues(v))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d problem(s) found", failed)
+	}
+	return nil
+}
+
+// readOnce opens a sensor, reads it once within its timeout and closes it.
+func readOnce(ctx context.Context, s config.Sensor, log *slog.Logger, sysfs string) (sensors.Values, error) {
+	drv, _ := sensors.Lookup(s.Driver)
+	env := sensors.DefaultEnv(s.Name, log)
+	if sysfs != "" {
+		env.SysFS = sysfs
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout.D()+10*time.Second)
+	defer cancel()
+	dev, err := drv.Open(ctx, env, s.Opts)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	defer dev.Close()
+	type res struct {
+		v   sensors.Values
+		err error
+	}
+	ch := make(chan res, 1)
+	rctx, rcancel := context.WithTimeout(ctx, s.Timeout.D())
+	defer rcancel()
+	go func() {
+		v, err := dev.Read(rctx)
+		ch <- res{v, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("read: %w", r.err)
+		}
+		return r.v, nil
+	case <-rctx.Done():
+		return nil, fmt.Errorf("read: timed out after %s", s.Timeout)
+	}
+}
+
+func formatValues(v sensors.Values) string {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%g", k, v[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+func cmdDrivers(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("drivers", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	for _, d := range sensors.Drivers() {
+		fmt.Fprintf(stdout, "%-12s %s\n", d.Name, d.Doc)
+	}
+	return nil
+}

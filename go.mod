@@ -1,0 +1,10 @@
+module github.com/sensor-agent/sensor-agent
+
+go 1.26
+
+require (
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+	periph.io/x/conn/v3 v3.7.3 // indirect
+	periph.io/x/devices/v3 v3.7.4 // indirect
+	periph.io/x/host/v3 v3.8.5 // indirect
+)
