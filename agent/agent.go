@@ -70,7 +70,7 @@ type Agent struct {
 
 	seq    *reading.Sequencer
 	pub    Publisher
-	closer func() error
+	closer func()
 	srcs   []scheduler.Source
 	topics map[string]string // sensor name → rendered topic
 
@@ -159,11 +159,10 @@ func (a *Agent) env(name string, log *slog.Logger) sensors.Env {
 }
 
 // Cleanup releases what Provision opened.
-func (a *Agent) Cleanup() error {
+func (a *Agent) Cleanup() {
 	if a.closer != nil {
-		return a.closer()
+		a.closer()
 	}
-	return nil
 }
 
 // Stats returns the running totals.

@@ -75,12 +75,12 @@ func TestParseErrors(t *testing.T) {
 		src  string
 		want []string // substrings of the error
 	}{
-		{"unknown top-level key", minimal + "devcie_id: x\n", []string{"c.yaml:11: devcie_id: unknown key", `did you mean "device_id"`}},
+		{"unknown top-level key", minimal + "devcie_id: x\n", []string{"c.yaml:12: devcie_id: unknown key", `did you mean "device_id"`}},
 		{"unknown endpoint key", strings.Replace(minimal, "  cert_file:", "  cert: x\n  cert_file:", 1), []string{"c.yaml:6: endpoint.cert: unknown key"}},
-		{"unknown driver option", minimal + "    adress: 0x76\n", []string{"c.yaml:11: sensors[0].adress: unknown key", "keys for driver sim:", "interval"}},
+		{"unknown driver option", minimal + "    adress: 0x76\n", []string{"c.yaml:12: sensors[0].adress: unknown key", "keys for driver sim:", "interval"}},
 		{"wrong type", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  qos: high", 1), []string{"c.yaml:5: publish.qos:", "wrong type"}},
-		{"wrong type in driver option", minimal + "    count: many\n", []string{"c.yaml:11: sensors[0].count:", "wrong type"}},
-		{"duration without unit", strings.Replace(minimal, "interval: 100ms", "interval: 30", 1), []string{"c.yaml:10: sensors[0].interval:", "no unit", "30s"}},
+		{"wrong type in driver option", minimal + "    count: many\n", []string{"c.yaml:12: sensors[0].count:", "wrong type"}},
+		{"duration without unit", strings.Replace(minimal, "interval: 100ms", "interval: 30", 1), []string{"c.yaml:11: sensors[0].interval:", "no unit", "30s"}},
 		{"bad size", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_bytes: lots", 1), []string{"c.yaml:5: publish.max_bytes:", "invalid size"}},
 		{"size over 128KB", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_bytes: 256KiB", 1), []string{"publish.max_bytes:", "128KiB"}},
 		{"missing host", strings.Replace(minimal, "  host: abc-ats.iot.us-west-2.amazonaws.com\n", "", 1), []string{"c.yaml:4: endpoint.host: missing required key", "describe-endpoint"}},
@@ -89,7 +89,7 @@ func TestParseErrors(t *testing.T) {
 		{"missing driver", strings.Replace(minimal, "    driver: sim\n", "", 1), []string{"sensors[0].driver: missing required key"}},
 		{"unknown driver", strings.Replace(minimal, "driver: sim", "driver: bme281", 1), []string{"c.yaml:10: sensors[0].driver: unknown driver \"bme281\"", `did you mean "bme280"`}},
 		{"duplicate sensor name", minimal + "  - name: demo\n    driver: sim\n", []string{"sensors[1].name: \"demo\" is already used"}},
-		{"duplicate key", minimal + "device_id: y\n", []string{"c.yaml:11: device_id: duplicate key (first set on line 2)"}},
+		{"duplicate key", minimal + "device_id: y\n", []string{"c.yaml:12: device_id: duplicate key (first set on line 2)"}},
 		{"bad qos", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  qos: 2", 1), []string{"c.yaml:5: publish.qos: 2"}},
 		{"bad topic placeholder", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  topic: a/{thing}", 1), []string{"publish.topic:", "thing"}},
 		{"bad alpn", strings.Replace(minimal, "  cert_file: c.pem", "  alpn: yes-please\n  cert_file: c.pem", 1), []string{"endpoint.alpn:", "auto, on or off"}},

@@ -1,0 +1,39 @@
+# sensor-agent: make demo runs it, make test tests it.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+BIN      := bin/sensor-agent
+DEMO_FLAGS ?=
+
+.PHONY: all build test demo cross bench clean
+
+all: build
+
+build:
+	$(BUILD) -o $(BIN) ./cmd/sensor-agent
+
+# The README's test command; CI runs it through .ci/run.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# Emulator on loopback + agent with simulated sensors; Ctrl-C to stop,
+# or e.g. make demo DEMO_FLAGS=-duration=10s
+demo: build
+	./$(BIN) demo $(DEMO_FLAGS)
+
+# Static binaries for every Raspberry Pi: armv6 (Zero/1, runs on all),
+# armv7 (2/3), arm64 (3/4/5).
+cross:
+	GOOS=linux GOARCH=arm GOARM=6 $(BUILD) -o dist/sensor-agent-linux-armv6 ./cmd/sensor-agent
+	GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o dist/sensor-agent-linux-armv7 ./cmd/sensor-agent
+	GOOS=linux GOARCH=arm64 $(BUILD) -o dist/sensor-agent-linux-arm64 ./cmd/sensor-agent
+	@ls -l dist/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin dist
