@@ -3,6 +3,7 @@ module github.com/sensor-agent/sensor-agent
 go 1.26
 
 require (
+	github.com/jonboulle/clockwork v0.5.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	periph.io/x/conn/v3 v3.7.3 // indirect
 	periph.io/x/devices/v3 v3.7.4 // indirect

@@ -147,7 +147,7 @@ func TestParseSizeAndDuration(t *testing.T) {
 		{"0", 0, true}, {"30", 0, false}, {"-1s", 0, false}, {"soon", 0, false},
 	}
 	for _, d := range durs {
-		got, err := ParseDuration(d.in)
+		got, err := sensors.ParseDuration(d.in)
 		if (err == nil) != d.ok || got != d.want {
 			t.Errorf("ParseDuration(%q) = %v, %v", d.in, got, err)
 		}

@@ -4,51 +4,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sensor-agent/sensor-agent/sensors"
 )
 
-// Duration is a time.Duration written in YAML as "30s", "1m30s", "250ms".
-// A bare number is refused: "30" could mean seconds or nanoseconds.
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a duration like 30s, got a %s", kindName(n))
-	}
-	v, err := ParseDuration(n.Value)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML implements yaml.Marshaler.
-func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
-
-// ParseDuration parses "30s"-style durations and explains a missing unit.
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if _, err := strconv.ParseFloat(s, 64); err == nil && s != "0" {
-		return 0, fmt.Errorf("duration %q has no unit: write e.g. %ss or %sms", s, s, s)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 500ms, 30s, 5m, 1h", s)
-	}
-	if v < 0 {
-		return 0, fmt.Errorf("duration %q is negative", s)
-	}
-	return v, nil
-}
+// Duration is written in YAML as "30s", "1m30s", "250ms"; it is the
+// sensors package's type so driver options share it.
+type Duration = sensors.Duration
 
 // Size is a byte count written as "64KiB", "1MiB", "500KB" or a plain number
 // of bytes. KiB/MiB/GiB are powers of 1024, KB/MB/GB powers of 1000.

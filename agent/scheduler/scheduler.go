@@ -91,6 +91,29 @@ type result struct {
 	err error
 }
 
+// startRead runs dev.Read in its own goroutine: periph calls take no
+// context, so a hung bus must not hang the caller.
+func startRead(ctx context.Context, dev sensors.Sensor) chan result {
+	ch := make(chan result, 1)
+	go func() {
+		v, err := dev.Read(ctx)
+		ch <- result{v, err}
+	}()
+	return ch
+}
+
+// ReadOnce reads dev once, waiting at most timeout (for `check`).
+func ReadOnce(ctx context.Context, dev sensors.Sensor, timeout time.Duration) (sensors.Values, error) {
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	select {
+	case r := <-startRead(rctx, dev):
+		return r.v, r.err
+	case <-rctx.Done():
+		return nil, fmt.Errorf("timed out after %s", timeout)
+	}
+}
+
 type runner struct {
 	src    Source
 	opts   Options
@@ -195,12 +218,8 @@ func (r *runner) step(ctx context.Context) (done bool, err error) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.src.Timeout)
 	defer cancel()
-	ch := make(chan result, 1)
 	start := time.Now()
-	go func(dev sensors.Sensor) {
-		v, err := dev.Read(rctx)
-		ch <- result{v, err}
-	}(r.dev)
+	ch := startRead(rctx, r.dev)
 	select {
 	case res := <-ch:
 		if errors.Is(res.err, sensors.ErrDone) {

@@ -1,0 +1,170 @@
+// Package sensors turns periph devices into readings: a small context-first
+// Sensor interface, a registry of drivers by name, and one file per driver.
+//
+// The agent owns timing: drivers never use periph's SenseContinuous. A Read
+// may block inside periph (which has no context); the scheduler enforces the
+// read timeout and never starts a second Read while one is still running.
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+)
+
+// Values maps unit-suffixed value names to numbers, for example
+// temperature_c, humidity_pct, pressure_hpa, level.
+type Values map[string]float64
+
+// Value names shared by several drivers.
+const (
+	TemperatureC = "temperature_c"
+	HumidityPct  = "humidity_pct"
+	PressureHPa  = "pressure_hpa"
+	Level        = "level"
+)
+
+// Sensor is one opened device.
+type Sensor interface {
+	// Read takes one measurement. It returns ErrDone when the sensor has
+	// no more readings to give (a sim sensor with a count).
+	Read(ctx context.Context) (Values, error)
+	// Close releases the device. The scheduler re-opens a sensor after
+	// repeated errors, so Close must leave the hardware reusable.
+	Close() error
+}
+
+// ErrDone tells the scheduler that a sensor has finished for good.
+var ErrDone = errors.New("no more readings")
+
+// Driver is a registry entry: how to make options and how to open a device.
+type Driver struct {
+	// Name is the value of a sensor's `driver:` key.
+	Name string
+	// Doc is a one-line description shown by `sensor-agent drivers`.
+	Doc string
+	// NewOpts returns a pointer to a fresh options struct holding the
+	// driver's defaults. The config loader decodes the sensor's
+	// driver-specific YAML keys into it strictly (yaml tags name the keys).
+	// If the result has a `Validate() error` method it is called after
+	// decoding.
+	NewOpts func() any
+	// Open opens the device described by opts (the value NewOpts returned,
+	// filled in). It is called at start and again after failures, so a
+	// device missing at boot is retried rather than fatal. Open must not
+	// take longer than ctx allows where it can avoid it.
+	Open func(ctx context.Context, env Env, opts any) (Sensor, error)
+}
+
+// Env is what a driver may use to reach the host. Every field has a working
+// default (see DefaultEnv); tests replace them with periph's fakes.
+type Env struct {
+	// Name is the sensor's configured name, for error messages.
+	Name string
+	// Logger is the sensor's own logger.
+	Logger *slog.Logger
+	// I2C opens (or shares) an I²C bus by name: "1", "I2C1", "/dev/i2c-1".
+	I2C func(name string) (I2CBus, error)
+	// Pin looks a GPIO pin up by name ("GPIO17", "17").
+	Pin func(name string) (PinIn, error)
+	// SysFS is the root of the sysfs tree, "/sys" on a real system; tests
+	// point it at a fixture tree.
+	SysFS string
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Driver{}
+)
+
+// Register adds a driver. It is called from the driver file's init and
+// panics on a duplicate name, which is a programming error.
+func Register(d Driver) {
+	mu.Lock()
+	defer mu.Unlock()
+	if d.Name == "" || d.Open == nil || d.NewOpts == nil {
+		panic("sensors: Register: incomplete driver " + d.Name)
+	}
+	if _, dup := registry[d.Name]; dup {
+		panic("sensors: Register: duplicate driver " + d.Name)
+	}
+	registry[d.Name] = d
+}
+
+// Lookup returns the driver registered under name.
+func Lookup(name string) (Driver, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	d, ok := registry[name]
+	return d, ok
+}
+
+// Drivers returns every registered driver, sorted by name.
+func Drivers() []Driver {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]Driver, 0, len(registry))
+	for _, d := range registry {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Names returns the registered driver names, sorted, for error messages.
+func Names() []string {
+	ds := Drivers()
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Name
+	}
+	return out
+}
+
+// Validator is implemented by option structs that can check themselves.
+// The config loader calls it after decoding; drivers call it again in Open
+// because tests and other callers may build options by hand.
+type Validator interface {
+	Validate() error
+}
+
+// Errorf formats an error prefixed with the sensor's name. Drivers prefix
+// their errors with the sensor and device, the way every driver should:
+// `greenhouse: bme280 /dev/i2c-1 0x76: read: ...`.
+func Errorf(env Env, format string, args ...any) error {
+	return fmt.Errorf("%s: "+format, append([]any{env.Name}, args...)...)
+}
+
+// openOpts checks that opts is the driver's *T and valid. Open must not
+// trust that the config loader validated: tests build options by hand.
+func openOpts[T any](env Env, driver string, opts any) (*T, error) {
+	o, ok := opts.(*T)
+	if !ok || o == nil {
+		return nil, fmt.Errorf("%s: %s: options are %T, want %T", env.Name, driver, opts, (*T)(nil))
+	}
+	if v, ok := any(o).(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", env.Name, driver, err)
+		}
+	}
+	return o, nil
+}
+
+// round2 rounds to 2 decimals: finer digits are noise for every sensor here
+// and only bloat the published JSON.
+func round2(v float64) float64 {
+	return math.Round(v*100) / 100
+}
+
+// checkRange rejects physically implausible readings: periph drivers turn
+// bus glitches and dead sensors into numbers rather than errors.
+func checkRange(name string, v, lo, hi float64) error {
+	if math.IsNaN(v) || v < lo || v > hi {
+		return fmt.Errorf("implausible %s %g (valid %g..%g)", name, v, lo, hi)
+	}
+	return nil
+}
