@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/config"
+	"github.com/sensor-agent/sensor-agent/agent/scheduler"
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/sensors"
 )
@@ -68,26 +69,11 @@ func readOnce(ctx context.Context, s config.Sensor, log *slog.Logger, sysfs stri
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	defer dev.Close()
-	type res struct {
-		v   sensors.Values
-		err error
+	v, err := scheduler.ReadOnce(ctx, dev, s.Timeout.D())
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
 	}
-	ch := make(chan res, 1)
-	rctx, rcancel := context.WithTimeout(ctx, s.Timeout.D())
-	defer rcancel()
-	go func() {
-		v, err := dev.Read(rctx)
-		ch <- res{v, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("read: %w", r.err)
-		}
-		return r.v, nil
-	case <-rctx.Done():
-		return nil, fmt.Errorf("read: timed out after %s", s.Timeout)
-	}
+	return v, nil
 }
 
 func formatValues(v sensors.Values) string {

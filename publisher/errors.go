@@ -1,0 +1,251 @@
+package publisher
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Kind says what the caller must do about a failed publish.
+type Kind int
+
+const (
+	// Retry: transient (network, lost reply, timeout, 429, 5xx). Keep the
+	// message and try again with backoff.
+	Retry Kind = iota + 1
+	// Permanent: this message can never succeed (400, 405, 413, other 4xx,
+	// invalid topic, oversized payload). Drop or split it; retrying is useless.
+	Permanent
+	// Auth: configuration or policy problem (401, 403, TLS trust or client
+	// certificate refused). Keep the data, back off long and report loudly.
+	Auth
+)
+
+func (k Kind) String() string {
+	switch k {
+	case 0:
+		return "none"
+	case Retry:
+		return "retry"
+	case Permanent:
+		return "permanent"
+	case Auth:
+		return "auth"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Error is a failed publish.
+type Error struct {
+	Kind      Kind
+	Topic     string
+	Status    int    // HTTP status, 0 when no response was received
+	ErrorType string // x-amzn-ErrorType name without the trailing ":..."
+	TraceID   string // from the response body
+	RequestID string // x-amzn-RequestId
+	Message   string // server message, or what the client was doing
+	// RetryAfter is the server's Retry-After, when it sent one.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("publish ")
+	b.WriteString(e.Topic)
+	b.WriteString(": ")
+	if e.Status != 0 {
+		fmt.Fprintf(&b, "%d", e.Status)
+		name := e.ErrorType
+		if name == "" {
+			name = http.StatusText(e.Status)
+		}
+		if name != "" {
+			b.WriteString(" " + name)
+		}
+		if e.Message != "" {
+			b.WriteString(": " + e.Message)
+		}
+		if e.TraceID != "" {
+			b.WriteString(" (traceId " + e.TraceID + ")")
+		}
+	} else {
+		b.WriteString(e.Message)
+		if e.Err != nil {
+			if e.Message != "" {
+				b.WriteString(": ")
+			}
+			b.WriteString(e.Err.Error())
+		}
+	}
+	if h := e.hint(); h != "" {
+		b.WriteString("; " + h)
+	}
+	return b.String()
+}
+
+// hint tells the operator what usually causes an error that the server
+// describes poorly.
+func (e *Error) hint() string {
+	switch {
+	case e.Status == http.StatusForbidden && e.Message == "Missing Authentication Token":
+		// AWS treats a certificate without the ALPN name on 443 as SigV4.
+		return "on port 443 the client must offer the ALPN name " + ALPNProtocol + " (alpn on), or use port 8443"
+	case e.Status == http.StatusForbidden:
+		return "check that the certificate's IoT policy allows iot:Publish on this topic; over HTTPS there is no client id, so ${iot:ClientId} and ${iot:Connection.Thing.*} never match"
+	case e.Status == http.StatusUnauthorized:
+		return "check that the client certificate is registered and ACTIVE in this account and region"
+	case e.Status == http.StatusRequestEntityTooLarge:
+		return fmt.Sprintf("split the payload into messages of at most %d bytes", MaxPayload)
+	}
+	return ""
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the Kind of the first *Error in err's chain. A nil error has
+// Kind 0; errors that are not *Error count as Retry, because losing data on
+// an unclassified error is worse than retrying it.
+func KindOf(err error) Kind {
+	if err == nil {
+		return 0
+	}
+	if e, ok := errors.AsType[*Error](err); ok {
+		return e.Kind
+	}
+	return Retry
+}
+
+// kindForStatus maps an HTTP status to a Kind. 408 is a timeout and other 5xx
+// are the server's trouble, so both are Retry.
+func kindForStatus(status int) Kind {
+	switch {
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return Auth
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+		return Retry
+	case status >= 500:
+		return Retry
+	}
+	return Permanent
+}
+
+// TLS alerts that mean the server refused our certificate or our handshake
+// parameters: configuration problems, not transient ones.
+var authAlerts = map[uint8]bool{
+	40:  true, // handshake_failure
+	42:  true, // bad_certificate
+	43:  true, // unsupported_certificate
+	44:  true, // certificate_revoked
+	45:  true, // certificate_expired
+	46:  true, // certificate_unknown
+	48:  true, // unknown_ca
+	49:  true, // access_denied
+	70:  true, // protocol_version
+	71:  true, // insufficient_security
+	116: true, // certificate_required
+	120: true, // no_application_protocol
+}
+
+// remoteAlert returns the TLS alert the server sent, if err is one.
+// crypto/tls reports received alerts as net.OpError{Op: "remote error"}
+// wrapping an unexported uint8 type, hence the reflection.
+func remoteAlert(err error) (uint8, bool) {
+	if a, ok := errors.AsType[tls.AlertError](err); ok {
+		return uint8(a), true
+	}
+	op, ok := errors.AsType[*net.OpError](err)
+	if !ok || op.Op != "remote error" || op.Err == nil {
+		return 0, false
+	}
+	v := reflect.ValueOf(op.Err)
+	if v.Kind() != reflect.Uint8 {
+		return 0, false
+	}
+	return uint8(v.Uint()), true
+}
+
+// classifyNetError builds the Error for a request that got no HTTP response.
+func classifyNetError(topic, endpoint string, timeout time.Duration, parent, attempt context.Context, err error) *Error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		err = ue.Err // its "Post https://..." prefix repeats what we say
+	}
+	e := &Error{Kind: Retry, Topic: topic, Err: err}
+	var (
+		verr   *tls.CertificateVerificationError
+		uaerr  x509.UnknownAuthorityError
+		hnerr  x509.HostnameError
+		invErr x509.CertificateInvalidError
+		rhErr  tls.RecordHeaderError
+		dnsErr *net.DNSError
+	)
+	switch {
+	case parent.Err() != nil:
+		e.Message = "cancelled"
+		e.Err = parent.Err()
+	case attempt.Err() != nil:
+		e.Message = fmt.Sprintf("no reply from %s within %s", endpoint, timeout)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			e.Err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+	case errors.As(err, &hnerr):
+		e.Kind = Auth
+		e.Message = fmt.Sprintf("server certificate of %s does not match the host name", endpoint)
+	case errors.As(err, &invErr):
+		e.Kind = Auth
+		e.Message = fmt.Sprintf("server certificate of %s is not valid (is the clock right?)", endpoint)
+	case errors.As(err, &uaerr), errors.As(err, &verr):
+		e.Kind = Auth
+		e.Message = fmt.Sprintf("server certificate of %s is not trusted (check the CA file)", endpoint)
+	case errors.As(err, &rhErr):
+		e.Kind = Auth
+		e.Message = fmt.Sprintf("%s does not speak TLS (wrong port?)", endpoint)
+	case isAuthAlert(err):
+		e.Kind = Auth
+		e.Message = fmt.Sprintf("%s refused the TLS handshake (client certificate not accepted, or not signed by a CA it trusts)", endpoint)
+	case errors.As(err, &dnsErr):
+		e.Message = fmt.Sprintf("resolve %s", endpoint)
+	case isDialError(err):
+		e.Message = fmt.Sprintf("connect to %s", endpoint)
+	case isConnDropped(err):
+		// The request may have been delivered: at-least-once.
+		e.Message = fmt.Sprintf("connection to %s lost before the reply", endpoint)
+	default:
+		e.Message = fmt.Sprintf("request to %s failed", endpoint)
+	}
+	return e
+}
+
+func isAuthAlert(err error) bool {
+	a, ok := remoteAlert(err)
+	return ok && authAlerts[a]
+}
+
+func isDialError(err error) bool {
+	op, ok := errors.AsType[*net.OpError](err)
+	return ok && op.Op == "dial"
+}
+
+// isConnDropped reports whether err says the peer closed or reset the
+// connection, which on a reused keep-alive connection is the classic race
+// with the server's idle timeout.
+func isConnDropped(err error) bool {
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, net.ErrClosed):
+		return true
+	}
+	// net/http's errServerClosedIdle is unexported.
+	return strings.Contains(err.Error(), "server closed idle connection")
+}

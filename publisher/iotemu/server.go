@@ -1,0 +1,507 @@
+// Package iotemu emulates the AWS IoT Core HTTPS publish endpoint for tests
+// and demos, in the manner of net/http/httptest: mutual TLS, the 443-style
+// listener that needs the ALPN name x-amzn-http-ca, the 8443-style listener
+// that does not, AWS-shaped replies, and fault injection.
+package iotemu
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/publisher"
+)
+
+// Listener names, as reported in Message.Listener and ClientHello.Listener.
+const (
+	ListenerALPN  = "alpn"  // 443-style
+	ListenerPlain = "plain" // 8443-style
+)
+
+// Off disables a listener in Options.
+const Off = "off"
+
+const (
+	defaultAddr      = "127.0.0.1:0"
+	handshakeTimeout = 10 * time.Second
+)
+
+// Options configures Start. The zero value starts both listeners on
+// loopback ports chosen by the kernel with an in-memory PKI.
+type Options struct {
+	// ALPNAddr is the 443-style listener: it authenticates with the client
+	// certificate only when the client offers x-amzn-http-ca, and answers
+	// everything else 403 Missing Authentication Token, as AWS does.
+	// PlainAddr is the 8443-style listener, where ALPN plays no part.
+	// "" means "127.0.0.1:0"; Off ("off") means the listener is not started.
+	ALPNAddr, PlainAddr string
+	PKI                 *PKI      // nil: a fresh in-memory PKI
+	Record              io.Writer // JSON lines of accepted messages; may be nil
+	Logger              *slog.Logger
+	Seed                int64 // seeds request ids and probabilistic faults
+	// OnMessage, if set, is called for each accepted message before the
+	// reply is sent.
+	OnMessage func(Message)
+	// IdleTimeout closes kept-alive connections idle that long; 0 never.
+	IdleTimeout time.Duration
+	// Initial faults, as set by SetRates and SetDelay.
+	Rates Rates
+	Delay time.Duration
+}
+
+// Message is one accepted publish.
+type Message struct {
+	Topic     string
+	QoS       int
+	Payload   []byte
+	Received  time.Time
+	RequestID string
+	ALPN      string // negotiated protocol, "" if none
+	Listener  string // ListenerALPN or ListenerPlain
+	RawPath   string // the request path as sent, still percent-encoded
+	ClientCN  string // common name of the client certificate
+
+	// Optional MQTT 5 properties from the query and headers.
+	Retain          bool
+	ContentType     string
+	ResponseTopic   string
+	MessageExpiry   time.Duration // 0 when not given
+	PayloadFormat   string
+	CorrelationData []byte
+	UserProperties  []map[string]string
+}
+
+// ClientHello is what a client offered in a TLS handshake.
+type ClientHello struct {
+	Listener   string
+	ServerName string   // SNI, "" when not sent (e.g. dialling an IP)
+	ALPN       []string // offered protocols, nil when none
+}
+
+// Server is a running emulator.
+type Server struct {
+	opts Options
+	pki  *PKI
+	log  *slog.Logger
+	http *http.Server
+
+	serving  sync.WaitGroup // Serve goroutines
+	connsWG  sync.WaitGroup // connection goroutines, from StateNew to StateClosed
+	handlers sync.WaitGroup // in-flight requests; Add only under mu while !closed
+
+	recordMu sync.Mutex // serialises writes to opts.Record
+
+	mu        sync.Mutex
+	closed    bool
+	down      bool
+	slots     []*slot
+	conns     map[*conn]*connTrack
+	messages  []Message
+	arrived   chan struct{} // closed and replaced when a message arrives
+	hellos    []ClientHello
+	counts    counts
+	failQueue []int
+	lose      int
+	delay     time.Duration
+	rates     Rates
+	statuses  []int // keys of rates.Status, sorted, for a deterministic draw
+	faultRand *rand.Rand
+	idRand    *rand.Rand
+}
+
+type counts struct {
+	connections, handshakes, handshakeFailures, requests int
+}
+
+// slot is one listener's address, kept so that SetDown(false) can listen on
+// the same address again.
+type slot struct {
+	name string
+	addr string
+	ln   net.Listener // nil while down
+}
+
+type connTrack struct {
+	state http.ConnState
+	// idleClosed, when CloseIdle waits for this connection, is closed once
+	// the connection has been closed on becoming idle (or closed anyway).
+	idleClosed chan struct{}
+}
+
+// Start starts the emulator.
+func Start(opts Options) (*Server, error) {
+	s := &Server{
+		opts:      opts,
+		pki:       opts.PKI,
+		log:       opts.Logger,
+		conns:     make(map[*conn]*connTrack),
+		arrived:   make(chan struct{}),
+		delay:     opts.Delay,
+		faultRand: rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
+		idRand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0x2545f4914f6cdd1d)),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.pki == nil {
+		p, err := NewPKI("")
+		if err != nil {
+			return nil, err
+		}
+		s.pki = p
+	}
+	if err := s.SetRates(opts.Rates); err != nil {
+		return nil, err
+	}
+	s.http = &http.Server{
+		Handler:           http.HandlerFunc(s.serveHTTP),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       opts.IdleTimeout,
+		ConnState:         s.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	for _, l := range []struct{ name, addr string }{{ListenerALPN, opts.ALPNAddr}, {ListenerPlain, opts.PlainAddr}} {
+		if l.addr == Off {
+			continue
+		}
+		if l.addr == "" {
+			l.addr = defaultAddr
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("emulator %s listener: %w", l.name, err)
+		}
+		sl := &slot{name: l.name, addr: ln.Addr().String()}
+		s.slots = append(s.slots, sl)
+		s.serve(sl, ln)
+	}
+	if len(s.slots) == 0 {
+		return nil, errors.New("emulator: both listeners are off")
+	}
+	return s, nil
+}
+
+// serve starts serving ln; the caller holds mu or has not published s yet.
+func (s *Server) serve(sl *slot, ln net.Listener) {
+	tl := &tlsListener{Listener: ln, s: s, name: sl.name}
+	sl.ln = tl
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		err := s.http.Serve(tl)
+		s.log.Debug("listener stopped", "listener", sl.name, "addr", sl.addr, "reason", err)
+	}()
+}
+
+// Close stops the emulator, closes all connections and waits for in-flight
+// requests. Messages stay readable.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	var lns []net.Listener
+	for _, sl := range s.slots {
+		if sl.ln != nil {
+			lns = append(lns, sl.ln)
+			sl.ln = nil
+		}
+	}
+	s.mu.Unlock()
+	_ = s.http.Close()
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	s.serving.Wait()
+	s.connsWG.Wait()
+	s.handlers.Wait()
+}
+
+// ALPNAddr returns the 443-style listener's host:port, "" if not started.
+func (s *Server) ALPNAddr() string { return s.addr(ListenerALPN) }
+
+// PlainAddr returns the 8443-style listener's host:port, "" if not started.
+func (s *Server) PlainAddr() string { return s.addr(ListenerPlain) }
+
+func (s *Server) addr(name string) string {
+	for _, sl := range s.slots { // slots never change after Start
+		if sl.name == name {
+			return sl.addr
+		}
+	}
+	return ""
+}
+
+// PKI returns the emulator's PKI.
+func (s *Server) PKI() *PKI { return s.pki }
+
+// Messages returns a copy of the accepted messages, oldest first.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.messages)
+}
+
+// Wait blocks until at least n messages have been accepted and returns
+// them, or returns ctx's error.
+func (s *Server) Wait(ctx context.Context, n int) ([]Message, error) {
+	for {
+		s.mu.Lock()
+		if len(s.messages) >= n {
+			msgs := slices.Clone(s.messages)
+			s.mu.Unlock()
+			return msgs, nil
+		}
+		arrived, got := s.arrived, len(s.messages)
+		s.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for %d messages (have %d): %w", n, got, ctx.Err())
+		}
+	}
+}
+
+// Handshakes counts completed TLS handshakes.
+func (s *Server) Handshakes() int { return s.count(func(c counts) int { return c.handshakes }) }
+
+// HandshakeFailures counts failed TLS handshakes (e.g. untrusted clients).
+func (s *Server) HandshakeFailures() int {
+	return s.count(func(c counts) int { return c.handshakeFailures })
+}
+
+// Connections counts accepted TCP connections.
+func (s *Server) Connections() int { return s.count(func(c counts) int { return c.connections }) }
+
+// Requests counts HTTP requests received, whatever the answer.
+func (s *Server) Requests() int { return s.count(func(c counts) int { return c.requests }) }
+
+func (s *Server) count(f func(counts) int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f(s.counts)
+}
+
+// ClientHellos returns what clients offered in each TLS handshake, in order.
+func (s *Server) ClientHellos() []ClientHello {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.hellos)
+}
+
+// CloseIdle closes kept-alive connections, as a server's idle timeout does:
+// idle (and not yet used) ones now, busy ones as soon as their current
+// request is answered. It returns once all of them are closed, so that a
+// client's next request cannot slip onto one of them; a request held up by
+// SetDelay holds CloseIdle up as well.
+func (s *Server) CloseIdle() {
+	s.mu.Lock()
+	var now []*conn
+	var wait []chan struct{}
+	for c, t := range s.conns {
+		switch t.state {
+		case http.StateIdle, http.StateNew:
+			now = append(now, c)
+		default:
+			if t.idleClosed == nil {
+				t.idleClosed = make(chan struct{})
+			}
+			wait = append(wait, t.idleClosed)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range now {
+		s.log.Debug("closing idle connection", "listener", c.listener, "remote", c.raw.RemoteAddr())
+		_ = c.Close()
+	}
+	for _, ch := range wait {
+		<-ch
+	}
+}
+
+func (s *Server) connState(nc net.Conn, state http.ConnState) {
+	c, ok := nc.(*conn)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	if state == http.StateNew {
+		// Called by Serve before it starts the connection's goroutine,
+		// so this Add precedes Close's Wait.
+		s.connsWG.Add(1)
+	}
+	t := s.conns[c]
+	if t == nil {
+		t = &connTrack{}
+		s.conns[c] = t
+	}
+	t.state = state
+	var done chan struct{}
+	switch state {
+	case http.StateHijacked, http.StateClosed:
+		delete(s.conns, c)
+		done, t.idleClosed = t.idleClosed, nil
+	case http.StateIdle:
+		done, t.idleClosed = t.idleClosed, nil
+	}
+	s.mu.Unlock()
+	s.log.Debug("connection", "listener", c.listener, "remote", c.raw.RemoteAddr(), "state", state)
+	if done != nil {
+		if state == http.StateIdle {
+			_ = c.Close()
+		}
+		close(done)
+	}
+	if state == http.StateClosed || state == http.StateHijacked {
+		s.connsWG.Done()
+	}
+}
+
+type connKey struct{}
+
+// tlsListener does the TLS handshake itself and hands http.Server a conn
+// that is not a *tls.Conn, so that http.Server serves HTTP/1.1 on it
+// whatever ALPN protocol was negotiated (it would otherwise drop a
+// connection that negotiated x-amzn-http-ca).
+type tlsListener struct {
+	net.Listener
+	s    *Server
+	name string
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	raw, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.s.mu.Lock()
+	l.s.counts.connections++
+	l.s.mu.Unlock()
+	c := &conn{raw: raw, s: l.s, listener: l.name}
+	c.tls = tls.Server(raw, &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		GetConfigForClient: c.configForClient,
+	})
+	c.Conn = c.tls
+	return c, nil
+}
+
+// conn is a server-side TLS connection that handshakes on first use.
+type conn struct {
+	net.Conn // the *tls.Conn
+	tls      *tls.Conn
+	raw      net.Conn
+	s        *Server
+	listener string
+
+	once           sync.Once
+	hsErr          error
+	failureCounted bool // by verifyClient, during the handshake
+}
+
+// configForClient picks the handshake parameters from the ClientHello, as
+// AWS does on 443: x-amzn-http-ca offered means certificate authentication;
+// otherwise the connection is treated as SigV4, so no client certificate is
+// requested and no ALPN overlap is required (a Go server would otherwise
+// fail the handshake where AWS answers 403).
+func (c *conn) configForClient(h *tls.ClientHelloInfo) (*tls.Config, error) {
+	c.s.mu.Lock()
+	c.s.hellos = append(c.s.hellos, ClientHello{Listener: c.listener, ServerName: h.ServerName, ALPN: slices.Clone(h.SupportedProtos)})
+	c.s.mu.Unlock()
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{c.s.pki.Server},
+		// Verified by verifyClient rather than by crypto/tls, so that a
+		// refusal is counted before the client can see the alert.
+		ClientAuth:             tls.RequireAnyClientCert,
+		VerifyPeerCertificate:  c.verifyClient,
+		SessionTicketsDisabled: true,
+	}
+	offered := slices.Contains(h.SupportedProtos, publisher.ALPNProtocol)
+	switch {
+	case c.listener == ListenerALPN && offered:
+		cfg.NextProtos = []string{publisher.ALPNProtocol}
+	case c.listener == ListenerALPN:
+		cfg.ClientAuth, cfg.VerifyPeerCertificate = tls.NoClientCert, nil
+	}
+	// On 8443, whether AWS negotiates x-amzn-http-ca when offered is
+	// undocumented; the emulator ignores it there and only echoes http/1.1.
+	if cfg.NextProtos == nil && slices.Contains(h.SupportedProtos, "http/1.1") {
+		cfg.NextProtos = []string{"http/1.1"}
+	}
+	return cfg, nil
+}
+
+// verifyClient does what tls.RequireAndVerifyClientCert would.
+func (c *conn) verifyClient(rawCerts [][]byte, _ [][]*x509.Certificate) error {
+	err := c.s.pki.verifyClient(rawCerts)
+	if err != nil {
+		c.s.mu.Lock()
+		c.s.counts.handshakeFailures++
+		c.s.mu.Unlock()
+		c.failureCounted = true
+	}
+	return err
+}
+
+func (c *conn) handshake() error {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		defer cancel()
+		err := c.tls.HandshakeContext(ctx)
+		c.s.mu.Lock()
+		if err != nil {
+			if !c.failureCounted {
+				c.s.counts.handshakeFailures++
+			}
+		} else {
+			c.s.counts.handshakes++
+		}
+		c.s.mu.Unlock()
+		if err != nil {
+			c.s.log.Info("TLS handshake failed", "listener", c.listener, "remote", c.raw.RemoteAddr(), "err", err)
+			// In TLS 1.3 the client sends its request right after its
+			// certificate without waiting for our verdict. Read it before
+			// closing so the close does not reset the connection before
+			// the client has read our alert.
+			_ = c.raw.SetReadDeadline(time.Now().Add(time.Second))
+			_, _ = io.Copy(io.Discard, c.raw)
+		}
+		c.hsErr = err
+	})
+	return c.hsErr
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.tls.Read(b)
+}
+
+// CloseWrite lets net/http half-close before closing a connection whose
+// request body it did not read, so the client gets the reply, not a reset.
+func (c *conn) CloseWrite() error { return c.tls.CloseWrite() }
+
+func (c *conn) Write(b []byte) (int, error) {
+	if err := c.handshake(); err != nil {
+		return 0, err
+	}
+	return c.tls.Write(b)
+}
