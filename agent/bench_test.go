@@ -1,0 +1,164 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/agent/batch"
+	"github.com/sensor-agent/sensor-agent/agent/reading"
+	"github.com/sensor-agent/sensor-agent/publisher"
+	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
+	"github.com/sensor-agent/sensor-agent/sensors"
+)
+
+// emulatorEnv makes the test binary act as the emulator (see TestMain), so
+// a benchmark's CPU figures count the client side only.
+const emulatorEnv = "SENSOR_AGENT_BENCH_EMULATOR_DIR"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(emulatorEnv); dir != "" {
+		os.Exit(serveEmulator(dir))
+	}
+	os.Exit(m.Run())
+}
+
+// serveEmulator runs the emulator until stdin closes, printing its address.
+func serveEmulator(dir string) int {
+	pki, err := iotemu.NewPKI(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	srv, err := iotemu.Start(iotemu.Options{PKI: pki, PlainAddr: iotemu.Off})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer srv.Close()
+	fmt.Println(srv.ALPNAddr())
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// startEmulatorProcess starts the emulator in a child process.
+func startEmulatorProcess(b *testing.B) (addr string, pki *iotemu.PKI) {
+	dir := b.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), emulatorEnv+"="+dir)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("emulator process: %v", err)
+	}
+	if pki, err = iotemu.NewPKI(dir); err != nil {
+		b.Fatal(err)
+	}
+	return strings.TrimSpace(line), pki
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkAgentVsSeed compares, in one run against the emulator, readings
+// delivered per CPU-second of the agent's data path (batch per topic, one
+// kept-alive TLS connection) and of the seed article's approach (one
+// reading per request, a new TLS connection each time), for 10 sensors
+// reading once a second with the default flush_interval of 10s. One
+// iteration is one second of readings, sent both ways.
+func BenchmarkAgentVsSeed(b *testing.B) {
+	addr, pki := startEmulatorProcess(b)
+	host, port, _ := strings.Cut(addr, ":")
+	var portN int
+	fmt.Sscan(port, &portN)
+	_ = host
+	pc := publisher.Config{Host: "localhost", Port: portN, ALPN: "on",
+		CertFile: pki.Path(iotemu.DeviceCertFile), KeyFile: pki.Path(iotemu.DeviceKeyFile),
+		CAFile: pki.Path(iotemu.CAFile), Timeout: 10 * time.Second, QoS: 1}
+	client, err := publisher.New(pc, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+
+	// The seed: TLS context built once, a fresh connection per message.
+	seedTLS := pki.ClientTLSConfig(true)
+	url := "https://" + addr + "/topics/"
+
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	bt := batch.New(batch.Options{Device: "pi-bench", MaxReadings: 500, MaxBytes: 64 << 10, FlushInterval: 10 * time.Second},
+		func() time.Time { return now })
+	var seq uint64
+	var agentCPU, seedCPU time.Duration
+	var agentReadings, seedReadings, agentMsgs int
+	values := sensors.Values{"temperature_c": 21.43, "humidity_pct": 40.2, "pressure_hpa": 1013.1}
+	for b.Loop() {
+		// Agent path.
+		c0 := cpuTime()
+		var out []batch.Batch
+		for s := range 10 {
+			seq++
+			r := reading.Reading{Seq: seq, Sensor: fmt.Sprintf("s%d", s), Time: now, Values: values}
+			out = append(out, bt.Add("sensors/pi-bench/"+r.Sensor, &r)...)
+		}
+		now = now.Add(time.Second)
+		out = append(out, bt.Due()...)
+		for _, m := range out {
+			if _, err := client.Publish(ctx, m.Topic, m.Payload); err != nil {
+				b.Fatal(err)
+			}
+			agentReadings += m.Count
+			agentMsgs++
+		}
+		agentCPU += cpuTime() - c0
+
+		// Seed path.
+		c0 = cpuTime()
+		for s := range 10 {
+			r := reading.Reading{Seq: seq, Sensor: fmt.Sprintf("s%d", s), Time: now, Values: values}
+			body := r.AppendJSONWithDevice(nil, "pi-bench")
+			tr := &http.Transport{TLSClientConfig: seedTLS, DisableKeepAlives: true}
+			hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+			resp, err := hc.Post(url+publisher.EscapeTopic("sensors/pi-bench/"+r.Sensor)+"?qos=1", "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("seed publish: %s", resp.Status)
+			}
+			tr.CloseIdleConnections()
+			seedReadings++
+		}
+		seedCPU += cpuTime() - c0
+	}
+	if agentReadings == 0 {
+		b.Skip("run longer (-benchtime) so the agent flushes at least once")
+	}
+	agentRate := float64(agentReadings) / agentCPU.Seconds()
+	seedRate := float64(seedReadings) / seedCPU.Seconds()
+	b.ReportMetric(agentRate, "agent-readings/cpu-s")
+	b.ReportMetric(seedRate, "seed-readings/cpu-s")
+	b.ReportMetric(agentRate/seedRate, "x-agent/seed")
+	b.ReportMetric(float64(agentReadings)/float64(agentMsgs), "readings/msg")
+}
