@@ -63,11 +63,65 @@ func TestAppendJSONNaN(t *testing.T) {
 	}
 }
 
+func TestSequencerResume(t *testing.T) {
+	// Each step reopens the sequencer, takes n numbers and reports the
+	// spool's last seq as `last` (what survived); want is the first number
+	// handed out.
+	type step struct {
+		boot string
+		last int64 // -1 = the last number handed out (nothing lost)
+		n    int
+		want uint64
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"fresh start", []step{{"b1", -1, 3, 1}}},
+		{"same boot: no gap", []step{{"b1", -1, 25, 1}, {"b1", -1, 5, 26}, {"b1", -1, 1, 31}}},
+		{"same boot, lease crossed", []step{{"b1", -1, 10, 1}, {"b1", -1, 1, 11}}},
+		{"same boot, nothing taken since open", []step{{"b1", -1, 3, 1}, {"b1", -1, 0, 0}, {"b1", -1, 1, 4}}},
+		{"new boot: resume at lease end", []step{{"b1", -1, 3, 1}, {"b2", 2, 1, 11}}},
+		{"new boot, spool ahead of lease", []step{{"b1", -1, 3, 1}, {"b2", 50, 1, 51}}},
+		{"unknown boot id is a new boot", []step{{"", -1, 3, 1}, {"", 3, 1, 11}}},
+		{"spool wiped, same boot: lease end", []step{{"b1", -1, 25, 1}, {"b1", 0, 1, 31}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var handed uint64
+			for i, st := range tt.steps {
+				last := uint64(st.last)
+				if st.last < 0 {
+					last = handed
+				}
+				s, err := OpenSequencer(dir, 10, st.boot, last)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for j := range st.n {
+					n, err := s.Next()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if j == 0 && n != st.want {
+						t.Errorf("step %d: first seq %d, want %d", i, n, st.want)
+					}
+					if n <= handed && st.boot != tt.steps[max(i-1, 0)].boot {
+						t.Errorf("step %d: seq %d repeats after a reboot (had %d)", i, n, handed)
+					}
+					handed = n
+				}
+			}
+		})
+	}
+}
+
 func TestSequencerNeverRepeats(t *testing.T) {
 	dir := t.TempDir()
 	var last uint64
 	for run := range 4 {
-		s, err := OpenSequencer(dir, 10)
+		s, err := OpenSequencer(dir, 10, "", last)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +141,7 @@ func TestSequencerNeverRepeats(t *testing.T) {
 
 func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := OpenSequencer(dir, 10)
+	s, _ := OpenSequencer(dir, 10, "b", 0)
 	var last uint64
 	for range 15 {
 		last, _ = s.Next()
@@ -95,7 +149,7 @@ func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "seq"), []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := OpenSequencer(dir, 10)
+	s2, err := OpenSequencer(dir, 10, "b", 0)
 	if err != nil {
 		t.Fatalf("corrupt seq file must not stop the agent: %v", err)
 	}
@@ -109,7 +163,7 @@ func TestSequencerBothCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "seq"), []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(dir, "seq.prev"), []byte("y"), 0o600)
-	if _, err := OpenSequencer(dir, 10); err == nil {
+	if _, err := OpenSequencer(dir, 10, "b", 0); err == nil {
 		t.Fatal("want an error explaining the corrupt seq files")
 	}
 }
@@ -119,14 +173,14 @@ func TestSequencerUnwritableDir(t *testing.T) {
 		// root ignores permissions; use a path under a regular file.
 		f := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(f, nil, 0o600)
-		if _, err := OpenSequencer(filepath.Join(f, "state"), 10); err == nil {
+		if _, err := OpenSequencer(filepath.Join(f, "state"), 10, "b", 0); err == nil {
 			t.Fatal("want an error for a state dir that cannot exist")
 		}
 		return
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o500)
-	if _, err := OpenSequencer(filepath.Join(dir, "state"), 10); err == nil {
+	if _, err := OpenSequencer(filepath.Join(dir, "state"), 10, "b", 0); err == nil {
 		t.Fatal("want an error for an unwritable state dir")
 	}
 }

@@ -8,20 +8,28 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
 // Sequencer hands out the device's sequence numbers: one counter for all
-// sensors, strictly increasing, never repeated across restarts.
+// sensors, strictly increasing, never repeated across restarts, and without
+// gaps across a process restart.
 //
 // Writing the counter on every reading would wear the SD card, so the
 // sequencer leases blocks: the file holds the end of the current lease and
-// is rewritten (atomically, fsynced) only when a lease runs out. After a
-// crash the counter resumes at the lease end, so numbers may skip ahead but
-// never repeat.
+// the kernel's boot id, and is rewritten (atomically, fsynced) only when a
+// lease runs out. At start:
+//   - same boot (the process crashed or was restarted): the page cache
+//     survived, so the spool's last record is the last number handed out
+//     and numbering continues right after it, without a gap;
+//   - new boot (maybe a power cut, which may have lost the spool's unsynced
+//     tail): numbering resumes at the lease end, so numbers may skip ahead
+//     but a number that may have been published is never reused.
 type Sequencer struct {
 	mu    sync.Mutex
 	path  string
+	boot  string
 	next  uint64
 	limit uint64 // first seq not covered by the persisted lease
 	lease uint64
@@ -30,18 +38,37 @@ type Sequencer struct {
 // DefaultLease is the block size reserved per write of the seq file.
 const DefaultLease = 10000
 
-const seqMagic = "SEQ1"
+const (
+	seqMagic   = "SEQ2"
+	bootIDLen  = 36 // a UUID as the kernel prints it
+	seqFileLen = 4 + 8 + bootIDLen + 4
+)
 
-// OpenSequencer loads the seq file in dir (creating dir and file if needed).
-func OpenSequencer(dir string, lease uint64) (*Sequencer, error) {
+// BootIDFile is where Linux publishes the current boot's random id.
+const BootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// BootID returns the current boot id, or "" when unknown (treated as a
+// new boot: the safe side).
+func BootID() string {
+	b, err := os.ReadFile(BootIDFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// OpenSequencer loads the seq file in dir (creating dir and file if
+// needed). boot is the current boot id; last is the highest seq the spool
+// holds (0 if none).
+func OpenSequencer(dir string, lease uint64, boot string, last uint64) (*Sequencer, error) {
 	if lease == 0 {
 		lease = DefaultLease
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w (set state_dir to a writable directory)", dir, err)
 	}
-	s := &Sequencer{path: filepath.Join(dir, "seq"), lease: lease, next: 1}
-	start, err := readSeqFile(s.path)
+	s := &Sequencer{path: filepath.Join(dir, "seq"), lease: lease, boot: boot, next: last + 1}
+	limit, fileBoot, err := readSeqFile(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -49,14 +76,15 @@ func OpenSequencer(dir string, lease uint64) (*Sequencer, error) {
 		// numbers repeat: the backup written before each rename holds
 		// the previous lease, and the current lease is at most one
 		// lease beyond it.
-		prev, perr := readSeqFile(s.path + ".prev")
+		prev, _, perr := readSeqFile(s.path + ".prev")
 		if perr != nil {
 			return nil, fmt.Errorf("seq file %s: %w; backup: %v (remove both to restart numbering at 1)", s.path, err, perr)
 		}
-		start = prev + lease
-	}
-	if start > s.next {
-		s.next = start
+		s.next = max(s.next, prev+lease)
+	case fileBoot != boot || boot == "" || s.next+lease < limit:
+		// A new boot, or a spool that lost records (wiped or damaged):
+		// the last number handed out is unknown, the lease end is safe.
+		s.next = max(s.next, limit)
 	}
 	if err := s.extend(); err != nil {
 		return nil, err
@@ -66,7 +94,7 @@ func OpenSequencer(dir string, lease uint64) (*Sequencer, error) {
 
 // Next returns the next sequence number. It always returns a usable number:
 // a reading must never be lost for want of one. A non-nil error means the
-// new lease could not be persisted, so numbers may repeat after a restart;
+// new lease could not be persisted, so numbers may repeat after a reboot;
 // the caller should say so loudly.
 func (s *Sequencer) Next() (uint64, error) {
 	s.mu.Lock()
@@ -85,39 +113,42 @@ func (s *Sequencer) Next() (uint64, error) {
 // extend persists a new lease [next, next+lease).
 func (s *Sequencer) extend() error {
 	limit := s.next + s.lease
-	var buf [16]byte
+	buf := make([]byte, seqFileLen)
 	copy(buf[:4], seqMagic)
 	binary.LittleEndian.PutUint64(buf[4:12], limit)
-	binary.LittleEndian.PutUint32(buf[12:], crc32.Checksum(buf[:12], crc32.MakeTable(crc32.Castagnoli)))
+	copy(buf[12:12+bootIDLen], s.boot)
+	binary.LittleEndian.PutUint32(buf[seqFileLen-4:], crc32.Checksum(buf[:seqFileLen-4], castagnoli))
 	if old, err := os.ReadFile(s.path); err == nil {
-		// Keep the previous lease as a fallback for a torn write.
-		if err := writeFileSync(s.path+".prev", old); err != nil {
+		// Keep the previous lease as a fallback for a damaged file.
+		if err := WriteFileSync(s.path+".prev", old); err != nil {
 			return fmt.Errorf("seq file: %w", err)
 		}
 	}
-	if err := writeFileSync(s.path, buf[:]); err != nil {
+	if err := WriteFileSync(s.path, buf); err != nil {
 		return fmt.Errorf("seq file: %w", err)
 	}
 	s.limit = limit
 	return nil
 }
 
-func readSeqFile(path string) (uint64, error) {
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func readSeqFile(path string) (limit uint64, boot string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	if len(b) != 16 || string(b[:4]) != seqMagic ||
-		binary.LittleEndian.Uint32(b[12:]) != crc32.Checksum(b[:12], crc32.MakeTable(crc32.Castagnoli)) {
-		return 0, errors.New("corrupt (bad length, magic or checksum)")
+	if len(b) != seqFileLen || string(b[:4]) != seqMagic ||
+		binary.LittleEndian.Uint32(b[seqFileLen-4:]) != crc32.Checksum(b[:seqFileLen-4], castagnoli) {
+		return 0, "", errors.New("corrupt (bad length, magic or checksum)")
 	}
-	return binary.LittleEndian.Uint64(b[4:12]), nil
+	return binary.LittleEndian.Uint64(b[4:12]), strings.TrimRight(string(b[12:12+bootIDLen]), "\x00"), nil
 }
 
-// writeFileSync replaces path with data so that after a crash the file
-// holds either the old or the new content: temp file, fsync, rename, fsync
-// of the directory.
-func writeFileSync(path string, data []byte) error {
+// WriteFileSync replaces path with data so that after a crash or power cut
+// the file holds either the old or the new content: temp file, fsync,
+// rename, fsync of the directory.
+func WriteFileSync(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
 	if err != nil {
