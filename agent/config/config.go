@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -35,6 +36,7 @@ type Config struct {
 	LogLevel string   `yaml:"log_level"`
 	Endpoint Endpoint `yaml:"endpoint"`
 	Publish  Publish  `yaml:"publish"`
+	Spool    Spool    `yaml:"spool"`
 	Sensors  []Sensor `yaml:"sensors"`
 
 	// File is the path the config was read from, for messages.
@@ -60,9 +62,20 @@ type Publish struct {
 	MaxReadings   int      `yaml:"max_readings"`
 	MaxBytes      Size     `yaml:"max_bytes"`
 	FlushInterval Duration `yaml:"flush_interval"`
-	// QueueBytes bounds the in-memory queue of batches waiting to be
-	// published; when full the oldest batch is dropped and counted.
+	// QueueBytes bounds the in-memory queue used when the spool cannot be
+	// written (disk full, read-only); when full the oldest batch is dropped
+	// and counted.
 	QueueBytes Size `yaml:"queue_bytes"`
+	// MaxRate limits backlog requests per second after an outage, so
+	// live data and the account's limits are not swamped; 0 = no limit.
+	MaxRate float64 `yaml:"max_rate"`
+}
+
+// Spool is the durable on-disk buffer between sampling and publishing.
+type Spool struct {
+	Dir          string   `yaml:"dir"`
+	MaxBytes     Size     `yaml:"max_bytes"`
+	SyncInterval Duration `yaml:"sync_interval"`
 }
 
 // Sensor is one `sensors:` entry: the keys every sensor has, plus the
@@ -98,7 +111,9 @@ func Defaults() Config {
 			MaxBytes:      64 << 10,
 			FlushInterval: Duration(10 * time.Second),
 			QueueBytes:    8 << 20,
+			MaxRate:       20,
 		},
+		Spool: Spool{MaxBytes: 64 << 20, SyncInterval: Duration(time.Second)},
 	}
 }
 
@@ -231,6 +246,7 @@ func (v *validator) validate(c *Config) {
 	}
 	v.endpoint(&c.Endpoint)
 	v.publish(c)
+	v.spool(c)
 	v.sensors(c.Sensors)
 }
 
@@ -285,8 +301,23 @@ func (v *validator) publish(c *Config) {
 	if p.FlushInterval <= 0 {
 		v.at("publish.flush_interval", "must be positive, e.g. 10s")
 	}
+	if p.MaxRate < 0 {
+		v.at("publish.max_rate", "must not be negative (0 = no limit)")
+	}
 	if p.QueueBytes < p.MaxBytes {
 		v.at("publish.queue_bytes", "%d bytes is smaller than publish.max_bytes (%d): the queue must hold at least one message", p.QueueBytes, p.MaxBytes)
+	}
+}
+
+func (v *validator) spool(c *Config) {
+	if c.Spool.Dir == "" && c.StateDir != "" {
+		c.Spool.Dir = filepath.Join(c.StateDir, "spool")
+	}
+	if c.Spool.MaxBytes < 1<<20 {
+		v.at("spool.max_bytes", "%d bytes is too small: give at least 1MiB (e.g. 64MiB)", c.Spool.MaxBytes)
+	}
+	if c.Spool.SyncInterval > Duration(time.Minute) {
+		v.at("spool.sync_interval", "%s: a power cut loses up to this much data; use at most 1m (0 = sync every batch)", c.Spool.SyncInterval)
 	}
 }
 

@@ -36,6 +36,9 @@ func TestParseMinimalDefaults(t *testing.T) {
 		p.MaxBytes != 64<<10 || p.FlushInterval.D() != 10*time.Second {
 		t.Errorf("publish defaults: %+v", p)
 	}
+	if c.Spool.Dir != "/tmp/x/spool" || c.Spool.MaxBytes != 64<<20 || c.Spool.SyncInterval.D() != time.Second || p.MaxRate != 20 {
+		t.Errorf("spool defaults: %+v, max_rate %v", c.Spool, p.MaxRate)
+	}
 	s := c.Sensors[0]
 	if s.Interval.D() != 100*time.Millisecond || s.Timeout.D() != 100*time.Millisecond {
 		t.Errorf("sensor interval/timeout: %v %v", s.Interval, s.Timeout)
@@ -53,6 +56,17 @@ func TestParseDriverOptions(t *testing.T) {
 	o := c.Sensors[0].Opts.(*sensors.SimOpts)
 	if o.Count != 7 || len(o.Values) != 1 || o.Values[0] != "level" || o.Waveform != "sine" {
 		t.Errorf("opts = %+v", o)
+	}
+}
+
+func TestParseSpool(t *testing.T) {
+	src := strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\nspool:\n  dir: /data/spool\n  max_bytes: 16MiB\n  sync_interval: 0", 1)
+	c, err := Parse("c.yaml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Spool.Dir != "/data/spool" || c.Spool.MaxBytes != 16<<20 || c.Spool.SyncInterval != 0 {
+		t.Errorf("spool = %+v (sync_interval 0 means fsync every batch and must be kept)", c.Spool)
 	}
 }
 
@@ -95,6 +109,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad alpn", strings.Replace(minimal, "  cert_file: c.pem", "  alpn: yes-please\n  cert_file: c.pem", 1), []string{"endpoint.alpn:", "auto, on or off"}},
 		{"host with scheme", strings.Replace(minimal, "host: abc", "host: https://abc", 1), []string{"endpoint.host:", "without https://"}},
 		{"unset env var", strings.Replace(minimal, "cert_file: c.pem", "cert_file: ${CERT}", 1), []string{"c.yaml:6: environment variable CERT is not set"}},
+		{"spool too small", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\nspool:\n  max_bytes: 4KiB", 1), []string{"c.yaml:5: spool.max_bytes:", "at least 1MiB"}},
+		{"sync interval too long", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\nspool:\n  sync_interval: 1h", 1), []string{"spool.sync_interval:", "power cut"}},
+		{"negative max_rate", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_rate: -1", 1), []string{"publish.max_rate:"}},
 		{"driver validation", minimal + "    count: -1\n", []string{"sensors[0]: sim: count"}},
 		{"empty file", "", []string{"the file is empty"}},
 		{"not a mapping", "- a\n- b\n", []string{"want a mapping"}},
