@@ -98,7 +98,7 @@ func New(cfg *config.Config, opts Options) *Agent {
 // sensors. Sensors themselves are opened by the scheduler, so a device
 // missing at boot is retried rather than fatal.
 func (a *Agent) Provision() error {
-	seq, err := reading.OpenSequencer(a.cfg.StateDir, 0, reading.BootID(), 0)
+	seq, err := reading.OpenSequencer(a.cfg.StateDir, 0, reading.BootID(), "", 0)
 	if err != nil {
 		return err
 	}

@@ -68,23 +68,26 @@ func TestSequencerResume(t *testing.T) {
 	// spool's last seq as `last` (what survived); want is the first number
 	// handed out.
 	type step struct {
-		boot string
-		last int64 // -1 = the last number handed out (nothing lost)
-		n    int
-		want uint64
+		boot  string
+		spool string
+		last  int64 // -1 = the last number handed out (nothing lost)
+		n     int
+		want  uint64
 	}
 	tests := []struct {
 		name  string
 		steps []step
 	}{
-		{"fresh start", []step{{"b1", -1, 3, 1}}},
-		{"same boot: no gap", []step{{"b1", -1, 25, 1}, {"b1", -1, 5, 26}, {"b1", -1, 1, 31}}},
-		{"same boot, lease crossed", []step{{"b1", -1, 10, 1}, {"b1", -1, 1, 11}}},
-		{"same boot, nothing taken since open", []step{{"b1", -1, 3, 1}, {"b1", -1, 0, 0}, {"b1", -1, 1, 4}}},
-		{"new boot: resume at lease end", []step{{"b1", -1, 3, 1}, {"b2", 2, 1, 11}}},
-		{"new boot, spool ahead of lease", []step{{"b1", -1, 3, 1}, {"b2", 50, 1, 51}}},
-		{"unknown boot id is a new boot", []step{{"", -1, 3, 1}, {"", 3, 1, 11}}},
-		{"spool wiped, same boot: lease end", []step{{"b1", -1, 25, 1}, {"b1", 0, 1, 31}}},
+		{"fresh start", []step{{"b1", "s1", -1, 3, 1}}},
+		{"same boot: no gap", []step{{"b1", "s1", -1, 25, 1}, {"b1", "s1", -1, 5, 26}, {"b1", "s1", -1, 1, 31}}},
+		{"same boot, lease crossed", []step{{"b1", "s1", -1, 10, 1}, {"b1", "s1", -1, 1, 11}}},
+		{"same boot, nothing taken since open", []step{{"b1", "s1", -1, 3, 1}, {"b1", "s1", -1, 0, 0}, {"b1", "s1", -1, 1, 4}}},
+		{"new boot: resume at lease end", []step{{"b1", "s1", -1, 3, 1}, {"b2", "s1", 2, 1, 11}}},
+		{"new boot, spool ahead of lease", []step{{"b1", "s1", -1, 3, 1}, {"b2", "s1", 50, 1, 51}}},
+		{"unknown boot id is a new boot", []step{{"", "s1", -1, 3, 1}, {"", "s1", 3, 1, 11}}},
+		{"spool wiped in the first lease", []step{{"b1", "s1", -1, 3, 1}, {"b1", "s2", 0, 1, 11}}},
+		{"spool wiped later", []step{{"b1", "s1", -1, 25, 1}, {"b1", "s2", 0, 1, 31}}},
+		{"no spool: lease end", []step{{"b1", "", -1, 3, 1}, {"b1", "", 0, 1, 11}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +98,7 @@ func TestSequencerResume(t *testing.T) {
 				if st.last < 0 {
 					last = handed
 				}
-				s, err := OpenSequencer(dir, 10, st.boot, last)
+				s, err := OpenSequencer(dir, 10, st.boot, st.spool, last)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -121,7 +124,7 @@ func TestSequencerNeverRepeats(t *testing.T) {
 	dir := t.TempDir()
 	var last uint64
 	for run := range 4 {
-		s, err := OpenSequencer(dir, 10, "", last)
+		s, err := OpenSequencer(dir, 10, "", "", last)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +144,7 @@ func TestSequencerNeverRepeats(t *testing.T) {
 
 func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := OpenSequencer(dir, 10, "b", 0)
+	s, _ := OpenSequencer(dir, 10, "b", "s", 0)
 	var last uint64
 	for range 15 {
 		last, _ = s.Next()
@@ -149,7 +152,7 @@ func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "seq"), []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := OpenSequencer(dir, 10, "b", 0)
+	s2, err := OpenSequencer(dir, 10, "b", "s", 0)
 	if err != nil {
 		t.Fatalf("corrupt seq file must not stop the agent: %v", err)
 	}
@@ -163,7 +166,7 @@ func TestSequencerBothCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "seq"), []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(dir, "seq.prev"), []byte("y"), 0o600)
-	if _, err := OpenSequencer(dir, 10, "b", 0); err == nil {
+	if _, err := OpenSequencer(dir, 10, "b", "s", 0); err == nil {
 		t.Fatal("want an error explaining the corrupt seq files")
 	}
 }
@@ -173,14 +176,14 @@ func TestSequencerUnwritableDir(t *testing.T) {
 		// root ignores permissions; use a path under a regular file.
 		f := filepath.Join(t.TempDir(), "file")
 		os.WriteFile(f, nil, 0o600)
-		if _, err := OpenSequencer(filepath.Join(f, "state"), 10, "b", 0); err == nil {
+		if _, err := OpenSequencer(filepath.Join(f, "state"), 10, "b", "s", 0); err == nil {
 			t.Fatal("want an error for a state dir that cannot exist")
 		}
 		return
 	}
 	dir := t.TempDir()
 	os.Chmod(dir, 0o500)
-	if _, err := OpenSequencer(filepath.Join(dir, "state"), 10, "b", 0); err == nil {
+	if _, err := OpenSequencer(filepath.Join(dir, "state"), 10, "b", "s", 0); err == nil {
 		t.Fatal("want an error for an unwritable state dir")
 	}
 }

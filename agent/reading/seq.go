@@ -30,6 +30,7 @@ type Sequencer struct {
 	mu    sync.Mutex
 	path  string
 	boot  string
+	spool string
 	next  uint64
 	limit uint64 // first seq not covered by the persisted lease
 	lease uint64
@@ -39,9 +40,10 @@ type Sequencer struct {
 const DefaultLease = 10000
 
 const (
-	seqMagic   = "SEQ2"
+	seqMagic   = "SEQ3"
 	bootIDLen  = 36 // a UUID as the kernel prints it
-	seqFileLen = 4 + 8 + bootIDLen + 4
+	incLen     = 32 // a spool incarnation id, hex
+	seqFileLen = 4 + 8 + bootIDLen + incLen + 4
 )
 
 // BootIDFile is where Linux publishes the current boot's random id.
@@ -58,17 +60,17 @@ func BootID() string {
 }
 
 // OpenSequencer loads the seq file in dir (creating dir and file if
-// needed). boot is the current boot id; last is the highest seq the spool
-// holds (0 if none).
-func OpenSequencer(dir string, lease uint64, boot string, last uint64) (*Sequencer, error) {
+// needed). boot is the current boot id, spool the spool's incarnation id
+// ("" without a spool) and last the highest seq it holds (0 if none).
+func OpenSequencer(dir string, lease uint64, boot, spool string, last uint64) (*Sequencer, error) {
 	if lease == 0 {
 		lease = DefaultLease
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w (set state_dir to a writable directory)", dir, err)
 	}
-	s := &Sequencer{path: filepath.Join(dir, "seq"), lease: lease, boot: boot, next: last + 1}
-	limit, fileBoot, err := readSeqFile(s.path)
+	s := &Sequencer{path: filepath.Join(dir, "seq"), lease: lease, boot: boot, spool: spool, next: last + 1}
+	limit, fileBoot, fileSpool, err := readSeqFile(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -76,13 +78,13 @@ func OpenSequencer(dir string, lease uint64, boot string, last uint64) (*Sequenc
 		// numbers repeat: the backup written before each rename holds
 		// the previous lease, and the current lease is at most one
 		// lease beyond it.
-		prev, _, perr := readSeqFile(s.path + ".prev")
+		prev, _, _, perr := readSeqFile(s.path + ".prev")
 		if perr != nil {
 			return nil, fmt.Errorf("seq file %s: %w; backup: %v (remove both to restart numbering at 1)", s.path, err, perr)
 		}
 		s.next = max(s.next, prev+lease)
-	case fileBoot != boot || boot == "" || s.next+lease < limit:
-		// A new boot, or a spool that lost records (wiped or damaged):
+	case fileBoot != boot || boot == "" || fileSpool != spool || spool == "" || s.next+lease < limit:
+		// A new boot, or not the spool the numbers were written to:
 		// the last number handed out is unknown, the lease end is safe.
 		s.next = max(s.next, limit)
 	}
@@ -117,6 +119,7 @@ func (s *Sequencer) extend() error {
 	copy(buf[:4], seqMagic)
 	binary.LittleEndian.PutUint64(buf[4:12], limit)
 	copy(buf[12:12+bootIDLen], s.boot)
+	copy(buf[12+bootIDLen:12+bootIDLen+incLen], s.spool)
 	binary.LittleEndian.PutUint32(buf[seqFileLen-4:], crc32.Checksum(buf[:seqFileLen-4], castagnoli))
 	if old, err := os.ReadFile(s.path); err == nil {
 		// Keep the previous lease as a fallback for a damaged file.
@@ -133,16 +136,18 @@ func (s *Sequencer) extend() error {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func readSeqFile(path string) (limit uint64, boot string, err error) {
+func readSeqFile(path string) (limit uint64, boot, spool string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, "", err
+		return 0, "", "", err
 	}
 	if len(b) != seqFileLen || string(b[:4]) != seqMagic ||
 		binary.LittleEndian.Uint32(b[seqFileLen-4:]) != crc32.Checksum(b[:seqFileLen-4], castagnoli) {
-		return 0, "", errors.New("corrupt (bad length, magic or checksum)")
+		return 0, "", "", errors.New("corrupt (bad length, magic or checksum)")
 	}
-	return binary.LittleEndian.Uint64(b[4:12]), strings.TrimRight(string(b[12:12+bootIDLen]), "\x00"), nil
+	boot = strings.TrimRight(string(b[12:12+bootIDLen]), "\x00")
+	spool = strings.TrimRight(string(b[12+bootIDLen:12+bootIDLen+incLen]), "\x00")
+	return binary.LittleEndian.Uint64(b[4:12]), boot, spool, nil
 }
 
 // WriteFileSync replaces path with data so that after a crash or power cut
