@@ -194,14 +194,15 @@ func (d *decoder) decodeSensor(n *yaml.Node, s *Sensor, path string) {
 	optNode := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Content: rest}
 	before := len(d.errs)
 	d.decodeStruct(optNode, rv.Elem(), path, nil)
-	// Unknown-key messages for options should list the common keys too.
+	// Unknown-key messages for options should suggest and list the
+	// common keys too.
+	all := append(keysOf(common), keysOf(structFields(rv.Elem().Type()))...)
+	sort.Strings(all)
 	for i := before; i < len(d.errs); i++ {
 		msg := d.errs[i].Error()
-		if strings.Contains(msg, "known keys here: ") {
-			all := append(keysOf(common), keysOf(structFields(rv.Elem().Type()))...)
-			sort.Strings(all)
-			msg = msg[:strings.Index(msg, "known keys here: ")] + "keys for driver " + s.Driver + ": " + strings.Join(all, ", ")
-			d.errs[i] = errors.New(msg)
+		if j := strings.Index(msg, ": unknown key"); j >= 0 && strings.Contains(msg, "known keys here: ") {
+			key := msg[strings.LastIndex(msg[:j], ".")+1 : j]
+			d.errs[i] = errors.New(msg[:j] + ": unknown key" + suggest(key, all) + "; keys for driver " + s.Driver + ": " + strings.Join(all, ", "))
 		}
 	}
 }

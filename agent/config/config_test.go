@@ -92,6 +92,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level key", minimal + "devcie_id: x\n", []string{"c.yaml:12: devcie_id: unknown key", `did you mean "device_id"`}},
 		{"unknown endpoint key", strings.Replace(minimal, "  cert_file:", "  cert: x\n  cert_file:", 1), []string{"c.yaml:6: endpoint.cert: unknown key"}},
 		{"unknown driver option", minimal + "    adress: 0x76\n", []string{"c.yaml:12: sensors[0].adress: unknown key", "keys for driver sim:", "interval"}},
+		{"misspelled common key in a sensor", minimal + "    intervall: 1s\n", []string{"c.yaml:12: sensors[0].intervall: unknown key (did you mean \"interval\"?)"}},
 		{"wrong type", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  qos: high", 1), []string{"c.yaml:5: publish.qos:", "wrong type"}},
 		{"wrong type in driver option", minimal + "    count: many\n", []string{"c.yaml:12: sensors[0].count:", "wrong type"}},
 		{"duration without unit", strings.Replace(minimal, "interval: 100ms", "interval: 30", 1), []string{"c.yaml:11: sensors[0].interval:", "no unit", "30s"}},
