@@ -8,4 +8,5 @@ require (
 	periph.io/x/conn/v3 v3.7.3 // indirect
 	periph.io/x/devices/v3 v3.7.4 // indirect
 	periph.io/x/host/v3 v3.8.5 // indirect
+	pgregory.net/rapid v1.3.0 // indirect
 )

@@ -1,7 +1,8 @@
-// Package agent wires the data path together: sensors are read by the
-// scheduler, each sample is stamped into a reading (seq + UTC time), the
-// batcher groups readings per topic, a bounded queue holds the batches and
-// the sender publishes them to AWS IoT, retrying what can be retried.
+// Package agent wires the data path together: the scheduler reads the
+// sensors, the writer stamps each sample into a reading (seq + UTC time)
+// and appends it to the durable spool, and the sender batches what the
+// spool holds per topic and publishes it to AWS IoT, live data first,
+// acknowledging each record only after a 200.
 //
 // Lifecycle (after Caddy's modules): New has no side effects; Provision
 // opens what the agent needs and reports configuration problems; Run runs
@@ -13,15 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/sensor-agent/sensor-agent/agent/batch"
 	"github.com/sensor-agent/sensor-agent/agent/config"
 	"github.com/sensor-agent/sensor-agent/agent/reading"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
+	"github.com/sensor-agent/sensor-agent/agent/spool"
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/sensors"
 )
@@ -41,6 +41,10 @@ type Options struct {
 	SysFS string
 	// Publisher overrides the HTTPS client built from the config.
 	Publisher Publisher
+	// SpoolFS overrides the spool's filesystem (tests inject faults).
+	SpoolFS spool.FS
+	// BootID overrides the kernel's boot id (tests).
+	BootID func() string
 	// ExitWhenIdle makes Run return once every sensor has finished and
 	// everything taken has been published.
 	ExitWhenIdle bool
@@ -57,7 +61,7 @@ type Stats struct {
 	BatchesPublished  int64
 	ReadingsPublished int64
 	PublishErrors     int64
-	ReadingsDropped   int64 // pushed out of the full queue or rejected
+	DeadLettered      int64
 	LastPublish       time.Time
 	LastPublishError  string
 }
@@ -69,15 +73,20 @@ type Agent struct {
 	log  *slog.Logger
 
 	seq    *reading.Sequencer
+	store  *store
 	pub    Publisher
 	closer func()
 	srcs   []scheduler.Source
 	topics map[string]string // sensor name → rendered topic
 
-	taken, readErrs, batches, published, pubErrs, dropped atomic.Int64
-	mu                                                    sync.Mutex
-	lastPublish                                           time.Time
-	lastPubErr                                            string
+	wakeCh       chan struct{} // the writer stored something
+	head, synced atomic.Uint64
+
+	taken, readErrs, batches, published, pubErrs, deadLettered atomic.Int64
+
+	mu          sync.Mutex
+	lastPublish time.Time
+	lastPubErr  string
 }
 
 // New returns an agent for cfg. It opens nothing.
@@ -91,18 +100,18 @@ func New(cfg *config.Config, opts Options) *Agent {
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = 5 * time.Minute
 	}
-	return &Agent{cfg: cfg, opts: opts, log: opts.Logger}
+	if opts.BootID == nil {
+		opts.BootID = reading.BootID
+	}
+	return &Agent{cfg: cfg, opts: opts, log: opts.Logger, wakeCh: make(chan struct{}, 1)}
 }
 
-// Provision opens the sequence file and the publisher and prepares the
-// sensors. Sensors themselves are opened by the scheduler, so a device
-// missing at boot is retried rather than fatal.
+// Provision opens the spool, the sequence counter and the publisher and
+// prepares the sensors. Sensors themselves are opened by the scheduler, so
+// a device missing at boot is retried rather than fatal. The agent never
+// refuses to start because of its spool: if it cannot be opened, readings
+// are kept in memory and the problem is logged.
 func (a *Agent) Provision() error {
-	seq, err := reading.OpenSequencer(a.cfg.StateDir, 0, reading.BootID(), "", 0)
-	if err != nil {
-		return err
-	}
-	a.seq = seq
 	tmpl, err := publisher.ParseTopicTemplate(a.cfg.Publish.Topic)
 	if err != nil {
 		return fmt.Errorf("publish.topic: %w", err)
@@ -116,6 +125,32 @@ func (a *Agent) Provision() error {
 		a.topics[s.Name] = topic
 		a.srcs = append(a.srcs, a.source(s))
 	}
+	if err := a.provisionPublisher(); err != nil {
+		return err
+	}
+	sc := a.cfg.Spool
+	sp, err := spool.Open(spool.Options{
+		Dir: sc.Dir, MaxBytes: int64(sc.MaxBytes), SyncInterval: sc.SyncInterval.D(),
+		FS: a.opts.SpoolFS, Logger: a.log.With("module", "spool"),
+	})
+	var d durable
+	if err != nil {
+		a.log.Error("spool unavailable: readings are kept in memory only, up to publish.queue_bytes, and lost if the agent stops",
+			"dir", sc.Dir, "err", err)
+	} else {
+		d = sp
+	}
+	a.store = newStore(d, int(a.cfg.Publish.QueueBytes), a.log.With("module", "store"))
+	seq, err := reading.OpenSequencer(a.cfg.StateDir, 0, a.opts.BootID(), a.store.Incarnation(), a.store.LastSeq())
+	if err != nil {
+		a.store.Close()
+		return err
+	}
+	a.seq = seq
+	return nil
+}
+
+func (a *Agent) provisionPublisher() error {
 	if a.opts.Publisher != nil {
 		a.pub = a.opts.Publisher
 		return nil
@@ -158,8 +193,13 @@ func (a *Agent) env(name string, log *slog.Logger) sensors.Env {
 	return env
 }
 
-// Cleanup releases what Provision opened.
+// Cleanup releases what Provision opened: the spool is synced and closed.
 func (a *Agent) Cleanup() {
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Error("closing the spool", "err", err)
+		}
+	}
 	if a.closer != nil {
 		a.closer()
 	}
@@ -172,29 +212,42 @@ func (a *Agent) Stats() Stats {
 	return Stats{
 		ReadingsTaken: a.taken.Load(), ReadErrors: a.readErrs.Load(),
 		BatchesPublished: a.batches.Load(), ReadingsPublished: a.published.Load(),
-		PublishErrors: a.pubErrs.Load(), ReadingsDropped: a.dropped.Load(),
+		PublishErrors: a.pubErrs.Load(), DeadLettered: a.deadLettered.Load(),
 		LastPublish: a.lastPublish, LastPublishError: a.lastPubErr,
 	}
 }
 
-// Run samples, batches and publishes until ctx is cancelled (or, with
+func (a *Agent) setLastPublish(t time.Time, errMsg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !t.IsZero() {
+		a.lastPublish = t
+	}
+	a.lastPubErr = errMsg
+}
+
+func (a *Agent) wake() {
+	select {
+	case a.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// Run samples, stores and publishes until ctx is cancelled (or, with
 // ExitWhenIdle, until every sensor has finished and all is published).
+// At shutdown everything taken is in the spool and synced; what could not
+// be sent in time is sent after the next start.
 func (a *Agent) Run(ctx context.Context) error {
 	if a.seq == nil {
 		return errors.New("agent: Run before Provision")
 	}
-	readings := make(chan reading.Reading, 1024)
-	q := newQueue(int(a.cfg.Publish.QueueBytes), func(b batch.Batch) {
-		a.dropped.Add(int64(b.Count))
-		a.log.Error("publish queue full: dropped the oldest batch", "topic", b.Topic,
-			"seq_first", b.FirstSeq, "seq_last", b.LastSeq, "readings", b.Count)
-	})
-
+	samples := make(chan scheduler.Sample, 1024)
+	writerDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		defer close(readings)
+		defer close(samples)
 		scheduler.Run(ctx, a.srcs, scheduler.Options{}, func(s scheduler.Sample) {
-			a.emit(readings, s)
+			samples <- s
 		}, func(st scheduler.Status) {
 			if st.LastError != nil && st.ConsecutiveErrors > 0 {
 				a.readErrs.Add(1)
@@ -202,164 +255,38 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 		a.log.Debug("all sensors stopped")
 	})
-	wg.Go(func() { a.batchLoop(readings, q) })
-	senderDone := make(chan struct{})
-	go func() {
-		defer close(senderDone)
-		a.sendLoop(ctx, q)
-	}()
-	statusTicker := time.NewTicker(a.opts.StatusInterval)
-	defer statusTicker.Stop()
-	for done := false; !done; {
-		select {
-		case <-statusTicker.C:
-			a.logStatus(q)
-		case <-senderDone:
-			done = true
+	wg.Go(func() {
+		defer close(writerDone)
+		a.writeLoop(samples)
+	})
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	wg.Go(func() {
+		t := time.NewTicker(a.opts.StatusInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				a.logStatus()
+			case <-statusCtx.Done():
+				return
+			}
 		}
-	}
+	})
+	a.sendLoop(ctx, writerDone)
+	stopStatus()
 	wg.Wait()
-	a.logStatus(q)
-	if b, r := q.len(); r > 0 {
-		return fmt.Errorf("shutdown: %d readings in %d batches were not published and are lost (the durable spool is not built yet)", r, b)
-	}
+	a.logStatus()
 	if ctx.Err() == nil && !a.opts.ExitWhenIdle {
-		// Every sensor finished but the agent is a service: stay up.
-		<-ctx.Done()
+		<-ctx.Done() // a service stays up even when every sensor finished
 	}
 	return nil
 }
 
-func (a *Agent) logStatus(q *queue) {
+func (a *Agent) logStatus() {
 	st := a.Stats()
-	b, r := q.len()
+	pending := 0
+	a.store.Pending(0, 1<<30, func(spool.Record) bool { pending++; return true })
 	a.log.Info("status", "taken", st.ReadingsTaken, "published", st.ReadingsPublished,
-		"pending_readings", r, "pending_batches", b, "read_errors", st.ReadErrors,
-		"publish_errors", st.PublishErrors, "dropped", st.ReadingsDropped)
-}
-
-// emit stamps a sample into a reading.
-func (a *Agent) emit(out chan<- reading.Reading, s scheduler.Sample) {
-	n, err := a.seq.Next()
-	if err != nil {
-		a.log.Error("cannot persist the sequence counter: numbers may repeat after a restart", "err", err)
-	}
-	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values}
-	a.taken.Add(1)
-	// The batcher never blocks for long (the queue drops, it does not
-	// wait), so this send only waits for a busy batcher goroutine.
-	out <- r
-}
-
-// batchLoop owns the batcher.
-func (a *Agent) batchLoop(in <-chan reading.Reading, q *queue) {
-	p := a.cfg.Publish
-	b := batch.New(batch.Options{
-		Device: a.cfg.DeviceID, MaxReadings: p.MaxReadings, MaxBytes: int(p.MaxBytes),
-		FlushInterval: p.FlushInterval.D(), Single: p.Format == "single",
-	}, time.Now)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	armed := false
-	rearm := func() {
-		if next, ok := b.NextDue(); ok {
-			timer.Reset(time.Until(next))
-			armed = true
-		} else if armed {
-			timer.Stop()
-			armed = false
-		}
-	}
-	for {
-		select {
-		case r, ok := <-in:
-			if !ok {
-				for _, bt := range b.Flush() {
-					q.push(bt)
-				}
-				q.close()
-				return
-			}
-			for _, bt := range b.Add(a.topics[r.Sensor], &r) {
-				q.push(bt)
-			}
-		case <-timer.C:
-			armed = false
-			for _, bt := range b.Due() {
-				q.push(bt)
-			}
-		}
-		rearm()
-	}
-}
-
-// Retry policies: transient failures retry soon; authorisation failures
-// keep the data and wait long, since only a human can fix them.
-func backoffs() (retry, auth publisher.Backoff) {
-	retry = publisher.Backoff{Min: time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 0.5, Rand: rand.Float64}
-	auth = publisher.Backoff{Min: time.Minute, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2, Rand: rand.Float64}
-	return retry, auth
-}
-
-// sendLoop publishes batches in order, one at a time over the publisher's
-// kept-alive connection. Once ctx is cancelled it makes one last attempt
-// per remaining batch, without waiting, until the queue is drained, an
-// attempt fails, or ShutdownTimeout has passed.
-func (a *Agent) sendLoop(ctx context.Context, q *queue) {
-	drain, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.opts.ShutdownTimeout, cancel) })
-	defer stop()
-	retry, auth := backoffs()
-	attempt := 0
-	for {
-		b, ok := q.peek()
-		if !ok || drain.Err() != nil {
-			return // what is left stays queued for Run to count
-		}
-		_, err := a.pub.Publish(drain, b.Topic, b.Payload)
-		if err == nil {
-			q.pop(b)
-			attempt = 0
-			a.batches.Add(1)
-			a.published.Add(int64(b.Count))
-			a.mu.Lock()
-			a.lastPublish, a.lastPubErr = time.Now(), ""
-			a.mu.Unlock()
-			continue
-		}
-		a.pubErrs.Add(1)
-		a.mu.Lock()
-		a.lastPubErr = err.Error()
-		a.mu.Unlock()
-		attempt++
-		var wait time.Duration
-		switch publisher.KindOf(err) {
-		case publisher.Permanent:
-			q.pop(b)
-			attempt = 0
-			a.dropped.Add(int64(b.Count))
-			a.log.Error("message rejected permanently; dropping it", "topic", b.Topic,
-				"seq_first", b.FirstSeq, "seq_last", b.LastSeq, "readings", b.Count, "err", err)
-			continue
-		case publisher.Auth:
-			wait = auth.Delay(attempt)
-			a.log.Error("publish refused: check the certificate, its policy and the endpoint; data is kept",
-				"err", err, "retry_in", wait.Round(time.Second).String())
-		default:
-			wait = retry.Delay(attempt)
-			a.log.Warn("publish failed; will retry", "err", err, "attempt", attempt,
-				"retry_in", wait.Round(time.Millisecond).String())
-		}
-		if ctx.Err() != nil {
-			return // the last attempt failed
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done(): // shutting down: retry now, once
-		}
-		t.Stop()
-	}
+		"pending", pending, "synced_through", a.synced.Load(), "read_errors", st.ReadErrors,
+		"publish_errors", st.PublishErrors, "dead_lettered", st.DeadLettered)
 }

@@ -1,47 +1,46 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/config"
+	"github.com/sensor-agent/sensor-agent/agent/spool/spooltest"
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
-// fakePub records messages; fail decides the outcome of call n (1-based).
+// fakePub records messages; fail decides the outcome of a call.
 type fakePub struct {
 	mu    sync.Mutex
 	calls int
 	msgs  []msg
-	fail  func(n int) error
+	fail  func(n int, payload []byte) error
 }
 
 type msg struct {
+	at      time.Time
 	topic   string
-	payload []byte
-}
-
-func (p *fakePub) Publish(ctx context.Context, topic string, payload []byte) (publisher.Result, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.calls++
-	if p.fail != nil {
-		if err := p.fail(p.calls); err != nil {
-			return publisher.Result{}, err
-		}
-	}
-	p.msgs = append(p.msgs, msg{topic, append([]byte(nil), payload...)})
-	return publisher.Result{Status: 200}, nil
+	payload payload
 }
 
 type payload struct {
-	Device   string `json:"device"`
+	Device      string `json:"device"`
+	Incarnation string `json:"incarnation"`
+	SentAt      string `json:"sent_at"`
+	Dropped     []struct {
+		First, Last, Count uint64
+	} `json:"dropped"`
 	Readings []struct {
 		Seq    uint64             `json:"seq"`
 		Sensor string             `json:"sensor"`
@@ -50,39 +49,68 @@ type payload struct {
 	} `json:"readings"`
 }
 
-// delivered decodes every message and returns seq → sensor, failing on a
-// reading published under another sensor's topic.
-func (p *fakePub) delivered(t *testing.T) map[uint64]string {
-	t.Helper()
+func (p *fakePub) Publish(ctx context.Context, topic string, body []byte) (publisher.Result, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[uint64]string{}
-	for _, m := range p.msgs {
-		var pl payload
-		if err := json.Unmarshal(m.payload, &pl); err != nil {
-			t.Fatalf("bad payload %s: %v", m.payload, err)
+	p.calls++
+	if p.fail != nil {
+		if err := p.fail(p.calls, body); err != nil {
+			return publisher.Result{}, err
 		}
-		for _, r := range pl.Readings {
+	}
+	var pl payload
+	if err := json.Unmarshal(body, &pl); err != nil {
+		return publisher.Result{}, &publisher.Error{Kind: publisher.Permanent, Status: 400, Message: "not JSON: " + err.Error()}
+	}
+	p.msgs = append(p.msgs, msg{time.Now(), topic, pl})
+	return publisher.Result{Status: 200}, nil
+}
+
+func (p *fakePub) messages() []msg {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]msg(nil), p.msgs...)
+}
+
+// delivered returns seq → times delivered, failing on a reading published
+// under another sensor's topic or without the envelope's ids.
+func (p *fakePub) delivered(t *testing.T) map[uint64]int {
+	t.Helper()
+	out := map[uint64]int{}
+	for _, m := range p.messages() {
+		if m.payload.Device != "pi-test" || len(m.payload.Incarnation) != 32 {
+			t.Errorf("envelope without device/incarnation: %+v", m.payload)
+		}
+		for _, r := range m.payload.Readings {
 			if !strings.HasSuffix(m.topic, "/"+r.Sensor) {
 				t.Errorf("reading of %s published to %s", r.Sensor, m.topic)
 			}
-			out[r.Seq] = r.Sensor
+			out[r.Seq]++
 		}
 	}
 	return out
 }
 
-func testConfig(t *testing.T, extra string) *config.Config {
+const twoSensors = `
+  - {name: a, driver: sim, interval: 100ms, count: 10}
+  - {name: b, driver: sim, interval: 250ms, count: 25, values: [level]}
+`
+
+func testConfig(t *testing.T, stateDir, publish, sensors string) *config.Config {
 	t.Helper()
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	if publish == "" {
+		publish = ", max_rate: 0"
+	}
 	src := fmt.Sprintf(`
 device_id: pi-test
 state_dir: %s
 endpoint: {host: localhost, cert_file: c, key_file: k}
-publish: {max_readings: 4, flush_interval: 1s}
+publish: {max_readings: 4, flush_interval: 1s %s}
 sensors:
-  - {name: a, driver: sim, interval: 100ms, count: 10}
-  - {name: b, driver: sim, interval: 250ms, count: 25, values: [level]}
-%s`, t.TempDir(), extra)
+%s`, stateDir, publish, sensors)
 	cfg, err := config.Parse("test.yaml", []byte(src), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -90,34 +118,47 @@ sensors:
 	return cfg
 }
 
-func runAgent(t *testing.T, cfg *config.Config, pub *fakePub, opts Options) (*Agent, error) {
+func start(t *testing.T, cfg *config.Config, pub *fakePub, opts Options) *Agent {
 	t.Helper()
 	opts.Publisher = pub
+	if opts.BootID == nil {
+		opts.BootID = func() string { return "boot-1" }
+	}
 	a := New(cfg, opts)
 	if err := a.Provision(); err != nil {
 		t.Fatal(err)
 	}
-	defer a.Cleanup()
-	return a, a.Run(t.Context())
+	t.Cleanup(a.Cleanup)
+	return a
+}
+
+func wantAll(t *testing.T, got map[uint64]int, first, last uint64) {
+	t.Helper()
+	for seq := first; seq <= last; seq++ {
+		if got[seq] == 0 {
+			t.Errorf("seq %d not delivered", seq)
+		}
+	}
+	if len(got) != int(last-first+1) {
+		t.Errorf("%d distinct readings delivered, want %d", len(got), last-first+1)
+	}
 }
 
 func TestExitWhenIdleDeliversEverything(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		pub := &fakePub{}
-		a, err := runAgent(t, testConfig(t, ""), pub, Options{ExitWhenIdle: true})
-		if err != nil {
+		a := start(t, testConfig(t, "", "", twoSensors), pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		got := pub.delivered(t)
-		if len(got) != 35 {
-			t.Fatalf("%d readings delivered, want 35", len(got))
-		}
-		for seq := uint64(1); seq <= 35; seq++ {
-			if _, ok := got[seq]; !ok {
-				t.Errorf("seq %d missing", seq)
+		wantAll(t, got, 1, 35)
+		for seq, n := range got {
+			if n != 1 {
+				t.Errorf("seq %d delivered %d times with no failure", seq, n)
 			}
 		}
-		if st := a.Stats(); st.ReadingsTaken != 35 || st.ReadingsPublished != 35 || st.ReadingsDropped != 0 {
+		if st := a.Stats(); st.ReadingsTaken != 35 || st.ReadingsPublished != 35 {
 			t.Errorf("stats %+v", st)
 		}
 	})
@@ -125,108 +166,252 @@ func TestExitWhenIdleDeliversEverything(t *testing.T) {
 
 func TestRetryableErrorsAreRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pub := &fakePub{fail: func(n int) error {
+		pub := &fakePub{fail: func(n int, _ []byte) error {
 			if n <= 3 {
 				return &publisher.Error{Kind: publisher.Retry, Status: 503, Message: "unavailable"}
 			}
 			return nil
 		}}
-		a, err := runAgent(t, testConfig(t, ""), pub, Options{ExitWhenIdle: true})
-		if err != nil {
+		a := start(t, testConfig(t, "", "", twoSensors), pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(pub.delivered(t)); n != 35 {
-			t.Fatalf("%d delivered, want 35", n)
-		}
+		wantAll(t, pub.delivered(t), 1, 35)
 		if st := a.Stats(); st.PublishErrors != 3 {
 			t.Errorf("publish errors %d, want 3", st.PublishErrors)
 		}
 	})
 }
 
-func TestAuthErrorsKeepData(t *testing.T) {
+func TestAuthErrorsKeepDataAndBackOffLong(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pub := &fakePub{fail: func(n int) error {
+		var failedAt []time.Time
+		pub := &fakePub{fail: func(n int, _ []byte) error {
 			if n <= 2 {
+				failedAt = append(failedAt, time.Now())
 				return &publisher.Error{Kind: publisher.Auth, Status: 403, Message: "Forbidden"}
 			}
 			return nil
 		}}
-		start := time.Now()
-		if _, err := runAgent(t, testConfig(t, ""), pub, Options{ExitWhenIdle: true}); err != nil {
+		a := start(t, testConfig(t, "", "", twoSensors), pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(pub.delivered(t)); n != 35 {
-			t.Fatalf("%d delivered, want 35: auth errors must not drop data", n)
-		}
-		if waited := time.Since(start); waited < time.Minute {
-			t.Errorf("waited only %v after auth errors: want a long backoff", waited)
+		wantAll(t, pub.delivered(t), 1, 35)
+		if gap := failedAt[1].Sub(failedAt[0]); gap < 45*time.Second {
+			t.Errorf("retried %v after a 403: want a long backoff (about a minute)", gap)
 		}
 	})
 }
 
-func TestPermanentErrorsDropOnlyThatMessage(t *testing.T) {
+func TestPermanentRejectionGoesToDeadLetter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pub := &fakePub{fail: func(n int) error {
+		pub := &fakePub{fail: func(n int, _ []byte) error {
 			if n == 1 {
-				return &publisher.Error{Kind: publisher.Permanent, Status: 400, Message: "bad"}
+				return &publisher.Error{Kind: publisher.Permanent, Status: 400, ErrorType: "InvalidRequestException", Message: "bad"}
 			}
 			return nil
 		}}
-		a, err := runAgent(t, testConfig(t, ""), pub, Options{ExitWhenIdle: true})
-		if err != nil {
+		cfg := testConfig(t, "", "", twoSensors)
+		a := start(t, cfg, pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		st := a.Stats()
-		if got := len(pub.delivered(t)); int64(got) != 35-st.ReadingsDropped || st.ReadingsDropped == 0 {
-			t.Fatalf("delivered %d, dropped %d: want 35 in all and the rejected message counted", got, st.ReadingsDropped)
+		f, err := os.Open(filepath.Join(cfg.Spool.Dir, DeadLetterFile))
+		if err != nil {
+			t.Fatalf("no dead-letter file: %v", err)
+		}
+		defer f.Close()
+		var dead []uint64
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var dl DeadLetter
+			if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
+				t.Fatal(err)
+			}
+			if dl.Status != 400 || !strings.Contains(dl.Reason, "InvalidRequestException") || len(dl.Payload) == 0 {
+				t.Errorf("dead letter %+v", dl)
+			}
+			dead = append(dead, dl.Seqs...)
+		}
+		got := pub.delivered(t)
+		for _, s := range dead {
+			got[s]++
+		}
+		wantAll(t, got, 1, 35)
+		if st := a.Stats(); st.DeadLettered != int64(len(dead)) || len(dead) == 0 {
+			t.Errorf("dead-lettered %d, file has %d", st.DeadLettered, len(dead))
 		}
 	})
 }
 
-func TestShutdownReportsUnsentReadings(t *testing.T) {
+func TestTooLargeIsSplit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		pub := &fakePub{fail: func(int) error {
+		pub := &fakePub{fail: func(_ int, body []byte) error {
+			if strings.Count(string(body), `"seq":`) > 1 {
+				return &publisher.Error{Kind: publisher.Permanent, Status: 413, Message: "too large"}
+			}
+			return nil
+		}}
+		a := start(t, testConfig(t, "", "", twoSensors), pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wantAll(t, pub.delivered(t), 1, 35)
+		if a.Stats().DeadLettered != 0 {
+			t.Error("split messages must not be dead-lettered")
+		}
+	})
+}
+
+func TestShutdownKeepsEverythingForTheNextRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		state := t.TempDir()
+		down := &fakePub{fail: func(int, []byte) error {
 			return &publisher.Error{Kind: publisher.Retry, Message: "connection refused"}
 		}}
-		cfg := testConfig(t, "")
-		a := New(cfg, Options{Publisher: pub, ShutdownTimeout: time.Second})
-		if err := a.Provision(); err != nil {
-			t.Fatal(err)
-		}
+		a := start(t, testConfig(t, state, "", "  - {name: a, driver: sim, interval: 100ms}\n"), down, Options{ShutdownTimeout: time.Second})
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 		defer cancel()
-		err := a.Run(ctx)
-		if err == nil || !strings.Contains(err.Error(), "not published") {
-			t.Fatalf("err = %v, want a count of unpublished readings", err)
+		if err := a.Run(ctx); err != nil {
+			t.Fatalf("shutdown with unsent readings must still exit cleanly: %v", err)
 		}
-		if st := a.Stats(); st.ReadingsTaken == 0 {
-			t.Fatal("nothing was taken")
+		a.Cleanup()
+		taken := uint64(a.Stats().ReadingsTaken)
+		if taken < 20 {
+			t.Fatalf("only %d readings taken", taken)
+		}
+		// Same boot: the next run continues the numbering without a gap
+		// and sends the earlier readings.
+		up := &fakePub{}
+		b := start(t, testConfig(t, state, "", "  - {name: a, driver: sim, interval: 100ms, count: 3}\n"), up, Options{ExitWhenIdle: true})
+		if err := b.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wantAll(t, up.delivered(t), 1, taken+3)
+	})
+}
+
+func TestLiveFirstThenBacklogAtMaxRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		outage := 20 * time.Second
+		pub := &fakePub{fail: func(int, []byte) error {
+			if time.Since(t0) < outage {
+				return &publisher.Error{Kind: publisher.Retry, Message: "offline"}
+			}
+			return nil
+		}}
+		cfg := testConfig(t, "", ", max_rate: 2", "  - {name: a, driver: sim, interval: 100ms, count: 400}\n")
+		a := start(t, cfg, pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		msgs := pub.messages()
+		wantAll(t, pub.delivered(t), 1, 400)
+		// The first message after the outage carries new readings, not
+		// the backlog that built up during it.
+		first := msgs[0].payload.Readings
+		if first[0].Seq == 1 {
+			t.Errorf("first message after the outage starts at seq 1: want the newest readings first")
+		}
+		// Backlog messages (seq below the first live one) go oldest first,
+		// no faster than max_rate.
+		var backlog []msg
+		for _, m := range msgs {
+			if m.payload.Readings[0].Seq < first[0].Seq {
+				backlog = append(backlog, m)
+			}
+		}
+		if n := len(backlog); n < 3 || backlog[0].payload.Readings[0].Seq != 1 {
+			t.Fatalf("%d backlog messages; want several, starting at seq 1", n)
+		}
+		for i := 1; i < len(backlog); i++ {
+			if backlog[i].payload.Readings[0].Seq <= backlog[i-1].payload.Readings[0].Seq {
+				t.Errorf("backlog not oldest first: %d after %d", backlog[i].payload.Readings[0].Seq, backlog[i-1].payload.Readings[0].Seq)
+			}
+			if gap := backlog[i].at.Sub(backlog[i-1].at); gap < 500*time.Millisecond {
+				t.Errorf("backlog messages %v apart: faster than max_rate 2/s", gap)
+			}
 		}
 	})
 }
 
-func TestFullQueueDropsOldestAndSamplingGoesOn(t *testing.T) {
+func TestDiskFullKeepsReadingsInMemory(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		block := &fakePub{fail: func(int) error {
-			return &publisher.Error{Kind: publisher.Retry, Message: "offline"}
-		}}
-		cfg := testConfig(t, "")
-		cfg.Publish.QueueBytes = 1024
-		cfg.Publish.MaxBytes = 1024
-		a := New(cfg, Options{Publisher: block, ShutdownTimeout: time.Millisecond})
-		if err := a.Provision(); err != nil {
+		fsys := spooltest.NewFaultFS()
+		// The disk is full for a while after the spool is set up; the
+		// store tries the spool again after 30 s and finds room.
+		fsys.Inject(spooltest.Fault{Op: spooltest.OpWrite, Match: "seg-*", Skip: 2, Times: 1, Err: syscall.ENOSPC})
+		pub := &fakePub{}
+		var logs syncBuf
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		cfg := testConfig(t, "", "", "  - {name: a, driver: sim, interval: 500ms, count: 100}\n")
+		a := start(t, cfg, pub, Options{ExitWhenIdle: true, SpoolFS: fsys, Logger: log})
+		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		a.Run(ctx)
-		st := a.Stats()
-		if st.ReadingsTaken != 35 {
-			t.Errorf("taken %d, want 35: sampling must not block on a full queue", st.ReadingsTaken)
-		}
-		if st.ReadingsDropped == 0 {
-			t.Error("nothing dropped from a 1 KiB queue")
+		wantAll(t, pub.delivered(t), 1, 100)
+		for _, want := range []string{"spool cannot be written: keeping readings in memory", "spool writable again"} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, logs.String())
+			}
 		}
 	})
+}
+
+func TestMemoryFallbackReportsDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fsys := spooltest.NewFaultFS()
+		fsys.Inject(spooltest.Fault{Op: spooltest.OpWrite, Match: "seg-*", Times: -1, Err: syscall.EROFS})
+		cfg := testConfig(t, "", "", "  - {name: a, driver: sim, interval: 100ms, count: 60}\n")
+		cfg.Publish.QueueBytes = 2048 // about 20 readings
+		down := true
+		pub := &fakePub{fail: func(int, []byte) error {
+			if down {
+				return &publisher.Error{Kind: publisher.Retry, Message: "offline"}
+			}
+			return nil
+		}}
+		go func() {
+			time.Sleep(10 * time.Second) // past the last reading
+			pub.mu.Lock()
+			down = false
+			pub.mu.Unlock()
+		}()
+		a := start(t, cfg, pub, Options{ExitWhenIdle: true, SpoolFS: fsys})
+		if err := a.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		got := pub.delivered(t)
+		var reported uint64
+		for _, m := range pub.messages() {
+			for _, d := range m.payload.Dropped {
+				reported += d.Count
+			}
+		}
+		if len(got) == 0 || len(got) == 60 {
+			t.Fatalf("%d of 60 delivered: want the oldest dropped by the 2 KiB bound", len(got))
+		}
+		if reported != uint64(60-len(got)) {
+			t.Errorf("dropped reported %d, lost %d", reported, 60-len(got))
+		}
+	})
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

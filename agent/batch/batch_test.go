@@ -15,14 +15,17 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
-func rd(seq uint64, sensor string, t time.Time) *reading.Reading {
-	return &reading.Reading{Seq: seq, Sensor: sensor, Time: t, Values: sensors.Values{"temperature_c": 21.43, "humidity_pct": 40.2}}
+func rd(seq uint64, sensor string, t time.Time) []byte {
+	r := reading.Reading{Seq: seq, Sensor: sensor, Time: t, Values: sensors.Values{"temperature_c": 21.43, "humidity_pct": 40.2}}
+	return r.AppendJSON(nil)
 }
 
 type envelope struct {
-	Device   string `json:"device"`
-	SentAt   string `json:"sent_at"`
-	Readings []struct {
+	Device      string    `json:"device"`
+	Incarnation string    `json:"incarnation"`
+	SentAt      string    `json:"sent_at"`
+	Dropped     []Dropped `json:"dropped"`
+	Readings    []struct {
 		Seq    uint64             `json:"seq"`
 		Sensor string             `json:"sensor"`
 		Time   string             `json:"time"`
@@ -30,16 +33,34 @@ type envelope struct {
 	} `json:"readings"`
 }
 
-func decode(t *testing.T, b Batch) envelope {
+func (d *Dropped) UnmarshalJSON(b []byte) error {
+	var v struct {
+		First, Last, Count uint64
+		Reason             string
+	}
+	err := json.Unmarshal(b, &v)
+	*d = Dropped(v)
+	return err
+}
+
+var testMeta = Meta{Device: "pi-1", Incarnation: "0123456789abcdef0123456789abcdef", SentAt: time.Date(2026, 11, 26, 13, 0, 5, 120e6, time.UTC)}
+
+func decode(t *testing.T, b Batch, m Meta) (envelope, []byte) {
 	t.Helper()
+	p := Envelope(nil, m, &b, false)
 	var e envelope
-	if err := json.Unmarshal(b.Payload, &e); err != nil {
-		t.Fatalf("payload is not JSON: %v\n%s", err, b.Payload)
+	if err := json.Unmarshal(p, &e); err != nil {
+		t.Fatalf("payload is not JSON: %v\n%s", err, p)
 	}
-	if len(e.Readings) != b.Count || e.Readings[0].Seq != b.FirstSeq || e.Readings[len(e.Readings)-1].Seq != b.LastSeq {
-		t.Fatalf("batch metadata %d/%d-%d does not match payload", b.Count, b.FirstSeq, b.LastSeq)
+	if len(e.Readings) != b.Count() {
+		t.Fatalf("%d readings in payload, batch says %d", len(e.Readings), b.Count())
 	}
-	return e
+	for i, r := range e.Readings {
+		if r.Seq != b.Seqs[i] {
+			t.Fatalf("reading %d has seq %d, batch says %d", i, r.Seq, b.Seqs[i])
+		}
+	}
+	return e, p
 }
 
 func TestFlushTriggers(t *testing.T) {
@@ -52,7 +73,6 @@ func TestFlushTriggers(t *testing.T) {
 		wantBatches []int // readings per flushed batch, in order
 	}{
 		{"max_readings", Options{MaxReadings: 3, MaxBytes: 64 << 10, FlushInterval: time.Hour}, 7, 0, []int{3, 3}},
-		{"max_bytes", Options{MaxReadings: 1000, MaxBytes: 1024, FlushInterval: time.Hour}, 40, 0, nil /* checked below */},
 		{"flush_interval", Options{MaxReadings: 1000, MaxBytes: 64 << 10, FlushInterval: 10 * time.Second}, 5, 10 * time.Second, []int{5}},
 		{"interval not yet", Options{MaxReadings: 1000, MaxBytes: 64 << 10, FlushInterval: 10 * time.Second}, 5, 9 * time.Second, nil},
 	}
@@ -63,39 +83,21 @@ func TestFlushTriggers(t *testing.T) {
 			b := New(tt.opts, clk.now)
 			var out []Batch
 			for i := range tt.adds {
-				out = append(out, b.Add("t", rd(uint64(i+1), "s", t0))...)
+				out = append(out, b.Add("t", uint64(i+1), rd(uint64(i+1), "s", t0))...)
 			}
 			clk.t = clk.t.Add(tt.advance)
 			out = append(out, b.Due()...)
-			if tt.name == "max_bytes" {
-				if len(out) < 2 {
-					t.Fatalf("want several size-bound batches, got %d", len(out))
-				}
-				for _, bt := range out {
-					if len(bt.Payload) > 1024 {
-						t.Errorf("batch of %d bytes exceeds max_bytes 1024", len(bt.Payload))
-					}
-					decode(t, bt)
-				}
-				// The flush must happen only when one more reading
-				// would not fit.
-				next := len(rd(99, "s", t0).AppendJSON(nil)) + 1
-				if len(out[0].Payload)+next <= 1024 {
-					t.Errorf("batch flushed early: %d bytes + %d would still fit", len(out[0].Payload), next)
-				}
-				return
-			}
 			if len(out) != len(tt.wantBatches) {
 				t.Fatalf("got %d batches, want %d", len(out), len(tt.wantBatches))
 			}
 			var seq uint64 = 1
 			for i, bt := range out {
-				e := decode(t, bt)
-				if bt.Count != tt.wantBatches[i] {
-					t.Errorf("batch %d: %d readings, want %d", i, bt.Count, tt.wantBatches[i])
+				e, _ := decode(t, bt, testMeta)
+				if bt.Count() != tt.wantBatches[i] {
+					t.Errorf("batch %d: %d readings, want %d", i, bt.Count(), tt.wantBatches[i])
 				}
-				if e.Device != "pi-1" || e.SentAt != clk.t.Format(reading.TimeLayout) {
-					t.Errorf("envelope %q %q", e.Device, e.SentAt)
+				if e.Device != "pi-1" || e.SentAt != "2026-11-26T13:00:05.120Z" || e.Incarnation != testMeta.Incarnation {
+					t.Errorf("envelope %+v", e)
 				}
 				for _, r := range e.Readings {
 					if r.Seq != seq {
@@ -108,29 +110,57 @@ func TestFlushTriggers(t *testing.T) {
 	}
 }
 
+func TestMaxBytes(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	b := New(Options{Device: "pi-1", Incarnation: testMeta.Incarnation, MaxReadings: 1000, MaxBytes: 1024, FlushInterval: time.Hour}, func() time.Time { return t0 })
+	var out []Batch
+	for i := range 40 {
+		out = append(out, b.Add("t", uint64(i+1), rd(uint64(i+1), "s", t0))...)
+	}
+	if len(out) < 2 {
+		t.Fatalf("want several size-bound batches, got %d", len(out))
+	}
+	next := len(rd(99, "s", t0)) + 1
+	for _, bt := range out {
+		_, p := decode(t, bt, testMeta)
+		if len(p) > 1024 {
+			t.Errorf("message of %d bytes exceeds max_bytes 1024", len(p))
+		}
+		// Flushed only when one more reading would not fit.
+		if len(p)+next <= 1024 {
+			t.Errorf("batch flushed early: %d bytes + %d would still fit", len(p), next)
+		}
+	}
+}
+
 func TestNeverOver128KB(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	b := New(Options{Device: strings.Repeat("d", 100), MaxReadings: 1 << 20, MaxBytes: MaxPayload, FlushInterval: time.Hour}, func() time.Time { return t0 })
+	b := New(Options{Device: strings.Repeat("d", 100), Incarnation: testMeta.Incarnation, MaxReadings: 1 << 20, MaxBytes: MaxPayload, FlushInterval: time.Hour}, func() time.Time { return t0 })
 	var out []Batch
 	for i := range 20000 {
-		r := rd(uint64(i+1), "sensor-with-a-long-name", t0)
-		r.Values["note_"+fmt.Sprint(i%7)] = float64(i) * 1.000001
-		out = append(out, b.Add("t", r)...)
+		r := reading.Reading{Seq: uint64(i + 1), Sensor: "sensor-with-a-long-name", Time: t0,
+			Values: sensors.Values{"temperature_c": 21.43, fmt.Sprintf("note_%d", i%7): float64(i) * 1.000001}}
+		out = append(out, b.Add("t", r.Seq, r.AppendJSON(nil))...)
 	}
 	out = append(out, b.Flush()...)
+	// The worst envelope: every dropped slot used with the largest numbers.
+	m := Meta{Device: strings.Repeat("d", 100), Incarnation: testMeta.Incarnation, SentAt: t0}
+	for range MaxDropped {
+		m.Dropped = append(m.Dropped, Dropped{^uint64(0), ^uint64(0), ^uint64(0), strings.Repeat("x", 2*maxReason)})
+	}
 	total := 0
 	for _, bt := range out {
-		if len(bt.Payload) > MaxPayload {
-			t.Fatalf("payload %d bytes > %d", len(bt.Payload), MaxPayload)
+		_, p := decode(t, bt, m)
+		if len(p) > MaxPayload {
+			t.Fatalf("payload %d bytes > %d", len(p), MaxPayload)
 		}
-		decode(t, bt)
-		total += bt.Count
+		total += bt.Count()
 	}
 	if total != 20000 {
 		t.Fatalf("%d readings out, want 20000", total)
 	}
-	if len(out[0].Payload) < MaxPayload-300 {
-		t.Errorf("first batch only %d bytes: the bound should be used", len(out[0].Payload))
+	if len(out[0].Body) < MaxPayload-droppedReserve-500 {
+		t.Errorf("first batch only %d bytes: the bound should be used", len(out[0].Body))
 	}
 }
 
@@ -139,14 +169,17 @@ func TestTopicsBatchedSeparately(t *testing.T) {
 	clk := &fakeClock{t0}
 	b := New(Options{Device: "d", MaxReadings: 2, MaxBytes: 64 << 10, FlushInterval: 5 * time.Second}, clk.now)
 	var out []Batch
-	out = append(out, b.Add("a", rd(1, "a", t0))...)
-	out = append(out, b.Add("b", rd(2, "b", t0))...)
-	out = append(out, b.Add("a", rd(3, "a", t0))...)
-	if len(out) != 1 || out[0].Topic != "a" || out[0].FirstSeq != 1 || out[0].LastSeq != 3 {
+	out = append(out, b.Add("a", 1, rd(1, "a", t0))...)
+	out = append(out, b.Add("b", 2, rd(2, "b", t0))...)
+	out = append(out, b.Add("a", 3, rd(3, "a", t0))...)
+	if len(out) != 1 || out[0].Topic != "a" || out[0].Seqs[0] != 1 || out[0].Seqs[1] != 3 {
 		t.Fatalf("got %+v", out)
 	}
 	if next, ok := b.NextDue(); !ok || !next.Equal(t0.Add(5*time.Second)) {
 		t.Fatalf("NextDue = %v %v", next, ok)
+	}
+	if b.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", b.Len())
 	}
 	clk.t = t0.Add(5 * time.Second)
 	due := b.Due()
@@ -161,13 +194,48 @@ func TestTopicsBatchedSeparately(t *testing.T) {
 func TestSingleFormat(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	b := New(Options{Device: "pi-1", Single: true, MaxReadings: 500, MaxBytes: 64 << 10, FlushInterval: time.Hour}, func() time.Time { return t0 })
-	out := b.Add("t", rd(5, "s", t0))
-	if len(out) != 1 || out[0].Count != 1 {
+	out := b.Add("t", 5, rd(5, "s", t0))
+	if len(out) != 1 || out[0].Count() != 1 {
 		t.Fatalf("got %+v", out)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(out[0].Payload, &m); err != nil || m["device"] != "pi-1" || m["seq"] != 5.0 {
-		t.Fatalf("payload %s (%v)", out[0].Payload, err)
+	m := testMeta
+	m.Dropped = []Dropped{{1, 3, 3, "spool full"}}
+	p := Envelope(nil, m, &out[0], true)
+	var got map[string]any
+	if err := json.Unmarshal(p, &got); err != nil {
+		t.Fatalf("payload %s: %v", p, err)
+	}
+	if got["device"] != "pi-1" || got["seq"] != 5.0 || got["sensor"] != "s" || got["incarnation"] != m.Incarnation || got["dropped"] == nil {
+		t.Fatalf("payload %s", p)
+	}
+}
+
+func TestEnvelopeDropped(t *testing.T) {
+	b := Batch{Topic: "t", Seqs: []uint64{9}, Body: rd(9, "s", time.Unix(0, 0))}
+	b.Ends = []int{len(b.Body)}
+	m := testMeta
+	m.Dropped = []Dropped{{First: 1, Last: 4, Count: 4, Reason: "spool full"}}
+	e, _ := decode(t, b, m)
+	if len(e.Dropped) != 1 || e.Dropped[0] != (Dropped{1, 4, 4, "spool full"}) {
+		t.Fatalf("dropped = %+v", e.Dropped)
+	}
+}
+
+func TestSplit(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	b := New(Options{Device: "d", MaxReadings: 5, MaxBytes: 64 << 10, FlushInterval: time.Hour}, func() time.Time { return t0 })
+	var full []Batch
+	for i := range 5 {
+		full = append(full, b.Add("t", uint64(i+1), rd(uint64(i+1), "s", t0))...)
+	}
+	x, y := full[0].Split()
+	if x.Count() != 2 || y.Count() != 3 {
+		t.Fatalf("split %d/%d", x.Count(), y.Count())
+	}
+	decode(t, x, testMeta)
+	decode(t, y, testMeta)
+	if string(y.Reading(0)) != string(rd(3, "s", t0)) || string(x.Reading(1)) != string(rd(2, "s", t0)) {
+		t.Fatal("Reading(i) does not return the i-th reading")
 	}
 }
 
@@ -177,7 +245,6 @@ func BenchmarkAdd(b *testing.B) {
 	r := rd(1, "greenhouse", t0)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		r.Seq = uint64(i)
-		bt.Add("t", r)
+		bt.Add("t", uint64(i), r)
 	}
 }

@@ -394,11 +394,12 @@ func simOpts(t *testing.T, sensor string) *sensors.SimOpts {
 // wireReading is one reading as published. Device is only in the single
 // format's messages.
 type wireReading struct {
-	Device string             `json:"device"`
-	Seq    uint64             `json:"seq"`
-	Sensor string             `json:"sensor"`
-	Time   string             `json:"time"`
-	Values map[string]float64 `json:"values"`
+	Device      string             `json:"device"`
+	Incarnation string             `json:"incarnation"`
+	Seq         uint64             `json:"seq"`
+	Sensor      string             `json:"sensor"`
+	Time        string             `json:"time"`
+	Values      map[string]float64 `json:"values"`
 }
 
 // batchReading is a reading inside a batch: no device field allowed.
@@ -410,9 +411,11 @@ type batchReading struct {
 }
 
 type wireBatch struct {
-	Device   string         `json:"device"`
-	SentAt   string         `json:"sent_at"`
-	Readings []batchReading `json:"readings"`
+	Device      string            `json:"device"`
+	Incarnation string            `json:"incarnation"`
+	SentAt      string            `json:"sent_at"`
+	Dropped     []json.RawMessage `json:"dropped"`
+	Readings    []batchReading    `json:"readings"`
 }
 
 // received is one reading with the index of the message it came in.
@@ -579,7 +582,7 @@ func checkSimValues(t *testing.T, rs []received, wantCount map[string]int) {
 }
 
 // statusRE matches the agent's status log line.
-var statusRE = regexp.MustCompile(`msg=status taken=(\d+) published=(\d+) pending_readings=(\d+)`)
+var statusRE = regexp.MustCompile(`msg=status taken=(\d+) published=(\d+) pending=(\d+)`)
 
 // lastStatus returns taken and published from the last status line.
 func lastStatus(t *testing.T, stderr string) (taken, published int) {
@@ -684,16 +687,31 @@ func TestRunALPNOffOn443Style(t *testing.T) {
 		}
 	}
 	r := p.terminate()
-	if r.code != 1 {
-		t.Errorf("exit %d with unpublished readings; want 1\nstderr:\n%s", r.code, r.stderr)
+	if r.code != 0 {
+		t.Errorf("exit %d; want 0: unpublished readings stay in the spool\nstderr:\n%s", r.code, r.stderr)
 	}
-	lost := regexp.MustCompile(`sensor-agent run: shutdown: (\d+) readings in \d+ batches were not published`).FindStringSubmatch(r.stderr)
-	if lost == nil {
-		t.Fatalf("stderr does not report the readings that were not published:\n%s", r.stderr)
+	kept := regexp.MustCompile(`readings not yet published: they remain in the spool.* readings=(\d+)`).FindStringSubmatch(r.stderr)
+	if kept == nil {
+		t.Fatalf("stderr does not report the readings left in the spool:\n%s", r.stderr)
 	}
 	taken, published := lastStatus(t, r.stderr)
-	if taken == 0 || published != 0 || lost[1] != strconv.Itoa(taken) {
-		t.Errorf("final status taken=%d published=%d and %s reported lost: want all taken reported lost", taken, published, lost[1])
+	if taken == 0 || published != 0 || kept[1] != strconv.Itoa(taken) {
+		t.Errorf("final status taken=%d published=%d and %s reported kept: want all taken kept", taken, published, kept[1])
+	}
+	// They are on disk: `spool export` lists every one, seq 1..taken.
+	exp := start(t, ctx, nil, "spool", "export", "-config", cfg).wait()
+	if exp.code != 0 {
+		t.Fatalf("spool export: exit %d\n%s", exp.code, exp.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(exp.stdout), "\n")
+	if len(lines) != taken {
+		t.Errorf("spool export lists %d readings, want %d", len(lines), taken)
+	}
+	for i, l := range lines {
+		var rd wireReading
+		if err := json.Unmarshal([]byte(l), &rd); err != nil || rd.Seq != uint64(i+1) {
+			t.Errorf("export line %d: %q (%v): want seq %d", i, l, err, i+1)
+		}
 	}
 	if n := len(srv.Messages()); n != 0 {
 		t.Errorf("the emulator accepted %d messages, want none", n)

@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"check":   {"validate the config, read every sensor once, print the readings", cmdCheck},
 	"publish": {"publish one message from an argument or stdin to a topic", cmdPublish},
 	"emulate": {"run the AWS IoT HTTPS endpoint emulator", cmdEmulate},
+	"spool":   {"inspect the on-disk spool: stats, verify, export", cmdSpool},
 	"drivers": {"list the sensor drivers and their options", cmdDrivers},
 	"version": {"print version, commit and Go version", cmdVersion},
 }

@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/agent/batch"
+	"github.com/sensor-agent/sensor-agent/agent/spool"
+	"github.com/sensor-agent/sensor-agent/publisher"
+)
+
+// sender publishes what the writer stored. Live data goes first: new
+// records are read back from the spool into the live batcher and sent as
+// their batches fill or come due. When a publish fails, everything read so
+// far becomes backlog (it is all in the spool), and after the backoff the
+// newest readings are sent first, as the probe. The backlog then drains
+// oldest first, at publish.max_rate, whenever no live batch is waiting.
+type sender struct {
+	a    *Agent
+	live *batch.Batcher
+	back *batch.Batcher
+
+	liveRead  uint64 // highest seq read into the live batcher
+	liveStart uint64 // unacknowledged seqs below this are backlog
+	backPos   uint64 // backlog scanning resumes after this seq
+
+	ready   []batch.Batch // live batches, oldest first
+	backlog []batch.Batch
+
+	outage   bool
+	attempt  int
+	retryAt  time.Time
+	nextBack time.Time
+
+	retry, auth publisher.Backoff
+	buf         []byte
+}
+
+const (
+	// maxReady bounds the live batches kept in memory while the endpoint
+	// is unreachable; beyond it they are left to the backlog.
+	maxReady = 64
+	// window is how many records one read of the spool takes.
+	window = 4096
+)
+
+func newSender(a *Agent) *sender {
+	p := a.cfg.Publish
+	opts := batch.Options{
+		Device: a.cfg.DeviceID, Incarnation: a.store.Incarnation(),
+		MaxReadings: p.MaxReadings, MaxBytes: int(p.MaxBytes),
+		FlushInterval: p.FlushInterval.D(), Single: p.Format == "single",
+	}
+	start := a.store.LastSeq() + 1 // what is already stored is backlog
+	return &sender{
+		a: a, live: batch.New(opts, time.Now), back: batch.New(opts, time.Now),
+		liveRead: start - 1, liveStart: start,
+		// Transient failures retry soon; authorisation failures keep
+		// the data and wait long, since only a human can fix them.
+		retry: publisher.Backoff{Min: time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 0.5, Rand: rand.Float64},
+		auth:  publisher.Backoff{Min: time.Minute, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2, Rand: rand.Float64},
+	}
+}
+
+// sendLoop runs until ctx is cancelled (then makes one last attempt per
+// live batch within ShutdownTimeout) or, with ExitWhenIdle, until the
+// writer has finished and nothing is left to send.
+func (a *Agent) sendLoop(ctx context.Context, writerDone <-chan struct{}) {
+	s := newSender(a)
+	drain, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.opts.ShutdownTimeout, cancel) })
+	defer stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	writing := true
+	for {
+		if writing {
+			select {
+			case <-writerDone:
+				writing = false
+			default:
+			}
+		}
+		if ctx.Err() != nil {
+			s.final(drain, writerDone)
+			return
+		}
+		s.pullLive()
+		s.ready = append(s.ready, s.live.Due()...)
+		if !writing {
+			// No more readings will come: don't wait for flush_interval.
+			s.ready = append(s.ready, s.live.Flush()...)
+			if a.opts.ExitWhenIdle && s.idle() {
+				return
+			}
+		}
+		b, fromBacklog, wait := s.next(time.Now())
+		if b != nil {
+			s.send(drain, b, fromBacklog)
+			continue
+		}
+		timer.Reset(wait)
+		var done <-chan struct{}
+		if writing {
+			done = writerDone
+		}
+		select {
+		case <-a.wakeCh:
+		case <-timer.C:
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// pullLive reads records the writer added since the last call.
+func (s *sender) pullLive() {
+	for {
+		n := 0
+		err := s.a.store.Pending(s.liveRead, window, func(r spool.Record) bool {
+			n++
+			s.liveRead = r.Seq
+			topic, js, ok := SplitRecord(r.Data)
+			if !ok {
+				s.a.log.Error("spool record without a topic: skipped", "seq", r.Seq)
+				s.a.store.Ack([]uint64{r.Seq})
+				return true
+			}
+			s.ready = append(s.ready, s.live.Add(topic, r.Seq, js)...)
+			return true
+		})
+		if err != nil {
+			s.a.log.Error("reading the spool", "err", err)
+			return
+		}
+		if s.outage && len(s.ready) > maxReady {
+			s.toBacklog() // keep memory bounded; the spool has it all
+		}
+		if n < window {
+			return
+		}
+	}
+}
+
+// next picks what to send now, or how long to wait.
+func (s *sender) next(now time.Time) (b *batch.Batch, fromBacklog bool, wait time.Duration) {
+	wait = time.Hour
+	if due, ok := s.live.NextDue(); ok {
+		wait = max(due.Sub(now), time.Millisecond)
+	}
+	if now.Before(s.retryAt) {
+		return nil, false, min(wait, s.retryAt.Sub(now))
+	}
+	if s.outage && len(s.ready) == 0 {
+		// The probe after an outage carries the newest readings.
+		s.ready = append(s.ready, s.live.Flush()...)
+	}
+	if len(s.ready) > 0 {
+		return &s.ready[0], false, 0
+	}
+	if rate := s.a.cfg.Publish.MaxRate; rate > 0 && now.Before(s.nextBack) {
+		return nil, false, min(wait, s.nextBack.Sub(now))
+	}
+	if len(s.backlog) == 0 {
+		s.refillBacklog()
+	}
+	if len(s.backlog) > 0 {
+		return &s.backlog[0], true, 0
+	}
+	return nil, false, wait
+}
+
+// refillBacklog builds backlog batches from the oldest stored records.
+func (s *sender) refillBacklog() {
+	if s.backPos+1 >= s.liveStart {
+		return
+	}
+	last := s.backPos
+	err := s.a.store.Pending(s.backPos, window, func(r spool.Record) bool {
+		if r.Seq >= s.liveStart {
+			return false
+		}
+		last = r.Seq
+		topic, js, ok := SplitRecord(r.Data)
+		if !ok {
+			s.a.store.Ack([]uint64{r.Seq})
+			return true
+		}
+		s.backlog = append(s.backlog, s.back.Add(topic, r.Seq, js)...)
+		return true
+	})
+	if err != nil {
+		s.a.log.Error("reading the spool backlog", "err", err)
+	}
+	s.backlog = append(s.backlog, s.back.Flush()...)
+	if last == s.backPos {
+		s.backPos = s.liveStart - 1 // nothing left below liveStart
+		return
+	}
+	s.backPos = last
+}
+
+// toBacklog leaves everything read so far to the backlog and forgets the
+// queued batches; the spool still holds them.
+func (s *sender) toBacklog() {
+	s.ready = nil
+	s.live.Reset()
+	s.liveStart = s.liveRead + 1
+	for _, b := range s.backlog {
+		s.backPos = min(s.backPos, b.Seqs[0]-1)
+	}
+	s.backlog = nil
+	s.back.Reset()
+}
+
+// pop removes b from the front of its queue.
+func (s *sender) pop(fromBacklog bool) {
+	if fromBacklog {
+		s.backlog = s.backlog[1:]
+	} else {
+		s.ready = s.ready[1:]
+	}
+}
+
+func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
+	a := s.a
+	now := time.Now()
+	dropped := a.store.Dropped()
+	if len(dropped) > batch.MaxDropped {
+		a.store.ReturnDropped(dropped[batch.MaxDropped:])
+		dropped = dropped[:batch.MaxDropped]
+	}
+	meta := batch.Meta{Device: a.cfg.DeviceID, Incarnation: a.store.Incarnation(), SentAt: now}
+	for _, d := range dropped {
+		meta.Dropped = append(meta.Dropped, batch.Dropped{First: d.First, Last: d.Last, Count: d.Count, Reason: d.Reason.String()})
+	}
+	single := a.cfg.Publish.Format == "single"
+	s.buf = batch.Envelope(s.buf[:0], meta, b, single)
+	_, err := a.pub.Publish(ctx, b.Topic, s.buf)
+	if fromBacklog && a.cfg.Publish.MaxRate > 0 {
+		s.nextBack = now.Add(time.Duration(float64(time.Second) / a.cfg.Publish.MaxRate))
+	}
+	if err == nil {
+		a.store.Ack(b.Seqs)
+		a.store.AckDropped(dropped)
+		a.batches.Add(1)
+		a.published.Add(int64(b.Count()))
+		a.setLastPublish(now, "")
+		if s.outage {
+			a.log.Info("publishing again", "after_attempts", s.attempt)
+		}
+		s.outage, s.attempt = false, 0
+		s.pop(fromBacklog)
+		return
+	}
+	a.store.ReturnDropped(dropped)
+	a.pubErrs.Add(1)
+	a.setLastPublish(time.Time{}, err.Error())
+	if publisher.KindOf(err) == publisher.Permanent {
+		seqs, count := b.Seqs, b.Count()
+		if pe, ok := err.(*publisher.Error); ok && pe.Status == 413 && count > 1 {
+			x, y := b.Split()
+			s.pop(fromBacklog)
+			if fromBacklog {
+				s.backlog = append([]batch.Batch{x, y}, s.backlog...)
+			} else {
+				s.ready = append([]batch.Batch{x, y}, s.ready...)
+			}
+			a.log.Warn("message too large for the endpoint: split in two", "topic", b.Topic, "readings", count)
+			return
+		}
+		a.deadLetter(b.Topic, seqs, s.buf, err)
+		a.store.Ack(seqs)
+		s.pop(fromBacklog)
+		return
+	}
+	s.attempt++
+	var wait time.Duration
+	if publisher.KindOf(err) == publisher.Auth {
+		wait = s.auth.Delay(s.attempt)
+		a.log.Error("publish refused: check the certificate, its policy and the endpoint; data is kept",
+			"err", err, "retry_in", wait.Round(time.Second).String())
+	} else {
+		wait = s.retry.Delay(s.attempt)
+		if pe, ok := err.(*publisher.Error); ok && pe.RetryAfter > wait {
+			wait = pe.RetryAfter
+		}
+		a.log.Warn("publish failed; will retry", "err", err, "attempt", s.attempt,
+			"retry_in", wait.Round(time.Millisecond).String())
+	}
+	s.retryAt = now.Add(wait)
+	s.outage = true
+	s.toBacklog()
+}
+
+// idle reports that nothing is waiting anywhere.
+func (s *sender) idle() bool {
+	if len(s.ready) > 0 || len(s.backlog) > 0 || s.live.Len() > 0 {
+		return false
+	}
+	any := false
+	s.a.store.Pending(0, 1, func(spool.Record) bool { any = true; return false })
+	return !any
+}
+
+// final makes one last attempt per live batch after shutdown was asked
+// for, within the drain deadline. Whatever is left stays in the spool.
+func (s *sender) final(drain context.Context, writerDone <-chan struct{}) {
+	select {
+	case <-writerDone: // the writer has stored its last readings
+	case <-drain.Done():
+	}
+	s.pullLive()
+	s.ready = append(s.ready, s.live.Flush()...)
+	for len(s.ready) > 0 && drain.Err() == nil {
+		n := len(s.ready)
+		s.send(drain, &s.ready[0], false)
+		if len(s.ready) >= n || s.outage {
+			break // it failed: no retries at shutdown
+		}
+	}
+	left := 0
+	s.a.store.Pending(0, 0, func(spool.Record) bool { left++; return true })
+	if left > 0 {
+		s.a.log.Info("shutting down with readings not yet published: they remain in the spool and are sent after the next start",
+			"readings", left)
+	}
+}

@@ -1,0 +1,137 @@
+package spool
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// rangeSet against a plain set of seqs.
+func TestRangeSetModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		var s rangeSet
+		model := map[uint64]bool{0: true} // seq 0 is never appended: always "acknowledged"
+		const top = 120
+		for range rapid.IntRange(1, 60).Draw(t, "ops") {
+			if rapid.IntRange(0, 5).Draw(t, "op") == 0 {
+				w := rapid.Uint64Range(0, top).Draw(t, "w")
+				s.advance(w)
+				for x := uint64(0); x <= w; x++ {
+					model[x] = true
+				}
+			} else {
+				lo := rapid.Uint64Range(0, top).Draw(t, "lo")
+				hi := rapid.Uint64Range(lo, min(lo+10, top)).Draw(t, "hi")
+				changed := s.add(lo, hi)
+				want := false
+				for x := lo; x <= hi; x++ {
+					want = want || !model[x]
+					model[x] = true
+				}
+				if changed != want {
+					t.Fatalf("add(%d, %d) changed = %v, want %v", lo, hi, changed, want)
+				}
+			}
+			// Invariants.
+			for i, r := range s.r {
+				if r.lo > r.hi || r.lo <= s.w+1 || i > 0 && r.lo <= s.r[i-1].hi+1 {
+					t.Fatalf("bad set w=%d %v", s.w, s.r)
+				}
+			}
+			for x := uint64(0); x <= top+2; x++ {
+				if s.contains(x) != model[x] {
+					t.Fatalf("contains(%d) = %v; w=%d %v", x, s.contains(x), s.w, s.r)
+				}
+				y := x
+				for model[y] {
+					y++
+				}
+				if got := s.nextUncovered(x); got != y {
+					t.Fatalf("nextUncovered(%d) = %d, want %d", x, got, y)
+				}
+				for hi := x; hi <= x+7; hi++ {
+					var n uint64
+					for z := x; z <= hi; z++ {
+						if model[z] {
+							n++
+						}
+					}
+					if got := s.countIn(x, hi); got != n {
+						t.Fatalf("countIn(%d, %d) = %d, want %d", x, hi, got, n)
+					}
+					if s.covers(x, hi) != (n == hi-x+1) {
+						t.Fatalf("covers(%d, %d)", x, hi)
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestCursorCodec(t *testing.T) {
+	inc := [16]byte{1, 2, 3}
+	var c cursorState
+	c.acks.advance(10)
+	for i := uint64(0); i < 100; i++ {
+		c.acks.add(20+3*i, 20+3*i) // 100 ranges: only the lowest 64 are kept
+	}
+	c.lastSeq, c.syncedSeq = 400, 390
+	taken := 0
+	for i := range 70 {
+		taken = c.addDropped(DroppedRange{First: uint64(1000 + 10*i), Last: uint64(1005 + 10*i), Count: 6, Reason: DropFull}, taken)
+		if i == 1 {
+			taken = 2 // both returned by TakeDropped
+		}
+	}
+	if len(c.dropped) != maxDropped || c.dropped[0].First != 1000 || c.dropped[0].Count != 6*7 || c.dropped[0].Last != 1065 {
+		t.Fatalf("merged reports: %d, first %+v", len(c.dropped), c.dropped[0])
+	}
+	if taken != 0 {
+		t.Fatalf("taken = %d: a merge with untaken reports must be reported again", taken)
+	}
+	b := encodeCursor(inc, &c)
+	got, err := decodeCursor(b, inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.acks.w != 10 || len(got.acks.r) != maxCursorRanges || got.acks.r[63] != (seqRange{20 + 3*63, 20 + 3*63}) ||
+		got.lastSeq != 400 || got.syncedSeq != 390 || !slices.Equal(got.dropped, c.dropped) {
+		t.Fatalf("decoded %+v", got)
+	}
+	if _, err := decodeCursor(b, [16]byte{9}); !errors.Is(err, errCursorIncarnation) {
+		t.Fatalf("other incarnation: %v", err)
+	}
+	for i := range b {
+		bad := bytes.Clone(b)
+		bad[i] ^= 0x10
+		if _, err := decodeCursor(bad, inc); err == nil {
+			t.Fatalf("byte %d flipped: accepted", i)
+		}
+	}
+	for n := range b {
+		if _, err := decodeCursor(b[:n], inc); err == nil {
+			t.Fatalf("%d-byte prefix accepted", n)
+		}
+	}
+}
+
+func TestMetaCodec(t *testing.T) {
+	inc := [16]byte{0xde, 0xad, 0xbe, 0xef}
+	b := encodeMeta(inc)
+	if got, err := decodeMeta(b); err != nil || got != inc {
+		t.Fatalf("%v %v", got, err)
+	}
+	for i := range len(b) - 1 {
+		bad := bytes.Clone(b)
+		bad[i] ^= 0x01
+		if _, err := decodeMeta(bad); err == nil {
+			t.Fatalf("byte %d flipped: accepted %q", i, bad)
+		}
+	}
+	if DropFull.String() != "spool full" || DropReason(9).String() != "reason(9)" {
+		t.Fatal("DropReason.String")
+	}
+}
