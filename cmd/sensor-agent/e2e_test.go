@@ -317,6 +317,7 @@ type agentConfig struct {
 	flushInterval string
 	sensors       string // the sensors list, YAML, indented by two spaces
 	keyFile       string // "" = the PKI's device key
+	extra         string // more top-level YAML (e.g. a spool section)
 }
 
 // write writes the config to a temp dir and returns its path.
@@ -349,9 +350,9 @@ publish:
   max_readings: %d
   flush_interval: %s
 sensors:
-%s`, c.device, q(c.stateDir), port, c.alpn,
+%s%s`, c.device, q(c.stateDir), port, c.alpn,
 		q(c.pki.Path(iotemu.DeviceCertFile)), q(c.keyFile), q(c.pki.Path(iotemu.CAFile)),
-		c.format, c.maxReadings, c.flushInterval, c.sensors)
+		c.format, c.maxReadings, c.flushInterval, c.sensors, c.extra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
