@@ -7,7 +7,7 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 BIN      := bin/sensor-agent
 DEMO_FLAGS ?=
 
-.PHONY: all build test demo cross bench clean
+.PHONY: all build test demo cross bench powercut clean
 
 all: build
 
@@ -36,6 +36,10 @@ cross:
 # reports readings per CPU-second for the agent and the seed's approach.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./...
+
+# The power-cut loop, longer than CI's 3 iterations (see README, Guarantees).
+powercut:
+	SENSOR_AGENT_POWERCUT=20 $(GO) test -count=1 -run PowerCut -v -timeout 60m ./cmd/sensor-agent
 
 clean:
 	rm -rf bin dist
