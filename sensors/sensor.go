@@ -58,7 +58,17 @@ type Driver struct {
 	// device missing at boot is retried rather than fatal. Open must not
 	// take longer than ctx allows where it can avoid it.
 	Open func(ctx context.Context, env Env, opts any) (Sensor, error)
+	// Limits are each value's plausible range, from the datasheet. A
+	// reading outside it (0 K, the 85 °C power-on value, RH over 100 %)
+	// is an error, never data. Users may override them per sensor.
+	Limits map[string]Range
 }
+
+// Range is a closed interval of plausible values.
+type Range struct{ Min, Max float64 }
+
+// Contains reports whether v lies in r.
+func (r Range) Contains(v float64) bool { return v >= r.Min && v <= r.Max }
 
 // Env is what a driver may use to reach the host. Every field has a working
 // default (see DefaultEnv); tests replace them with periph's fakes.
