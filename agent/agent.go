@@ -177,7 +177,7 @@ func (a *Agent) source(s config.Sensor) scheduler.Source {
 		Interval: s.Interval.D(), Timeout: s.Timeout.D(),
 		Logger: log,
 		Open: func(ctx context.Context) (sensors.Sensor, error) {
-			return drv.Open(ctx, a.env(s.Name, log), s.Opts)
+			return sensors.Open(ctx, drv, a.env(s.Name, log), s.Opts, s.Common())
 		},
 	}
 }

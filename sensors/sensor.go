@@ -65,7 +65,10 @@ type Driver struct {
 }
 
 // Range is a closed interval of plausible values.
-type Range struct{ Min, Max float64 }
+type Range struct {
+	Min float64 `yaml:"min"`
+	Max float64 `yaml:"max"`
+}
 
 // Contains reports whether v lies in r.
 func (r Range) Contains(v float64) bool { return v >= r.Min && v <= r.Max }

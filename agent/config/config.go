@@ -85,6 +85,12 @@ type Sensor struct {
 	Driver   string   `yaml:"driver"`
 	Interval Duration `yaml:"interval"`
 	Timeout  Duration `yaml:"timeout"`
+	// Limits override the driver's plausible range per value.
+	Limits map[string]sensors.Range `yaml:"limits"`
+	// Calibrate corrects values: offset, scale, rename.
+	Calibrate map[string]sensors.Calibration `yaml:"calibrate"`
+	// Mux puts an I²C sensor behind a PCA9548 channel.
+	Mux *sensors.Mux `yaml:"mux"`
 
 	// Opts is the value returned by the driver's NewOpts, filled from the
 	// remaining keys.
@@ -229,7 +235,10 @@ func (v *validator) at(path, format string, args ...any) {
 	v.d.errorf(line, path, format, args...)
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+var (
+	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
+	valueRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+)
 
 func (v *validator) validate(c *Config) {
 	if c.DeviceID == "" {
@@ -348,6 +357,24 @@ func (v *validator) sensors(list []Sensor) {
 		if s.Timeout == 0 {
 			s.Timeout = Duration(min(s.Interval.D(), 10*time.Second))
 		}
+		for k, r := range s.Limits {
+			if r.Min >= r.Max {
+				v.at(path+".limits."+k, "min %g must be below max %g", r.Min, r.Max)
+			}
+		}
+		for k, c := range s.Calibrate {
+			if c.Scale != nil && *c.Scale == 0 {
+				v.at(path+".calibrate."+k+".scale", "0 would erase the value; leave scale out for 1")
+			}
+			if c.Rename != "" && !valueRE.MatchString(c.Rename) {
+				v.at(path+".calibrate."+k+".rename", "%q: use lowercase letters, digits and _ ending in a unit, e.g. soil_temperature_c", c.Rename)
+			}
+		}
+		if s.Mux != nil {
+			if err := s.Mux.Validate(); err != nil {
+				v.at(path+".mux", "%v", err)
+			}
+		}
 		if s.Opts != nil {
 			if val, ok := s.Opts.(interface{ Validate() error }); ok {
 				if err := val.Validate(); err != nil {
@@ -356,4 +383,9 @@ func (v *validator) sensors(list []Sensor) {
 			}
 		}
 	}
+}
+
+// Common returns the settings applied around the driver.
+func (s *Sensor) Common() sensors.Common {
+	return sensors.Common{Limits: s.Limits, Calibrate: s.Calibrate, Mux: s.Mux}
 }

@@ -70,6 +70,31 @@ func TestParseSpool(t *testing.T) {
 	}
 }
 
+func TestParseCommonSensorKeys(t *testing.T) {
+	src := minimal + `    limits:
+      temperature_c: {min: -10, max: 60}
+    calibrate:
+      temperature_c: {offset: -0.5, scale: 1.02, rename: air_temperature_c}
+      humidity_pct: {offset: 3}
+    mux: {address: 0x71, channel: 5}
+`
+	c, err := Parse("c.yaml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm := c.Sensors[0].Common()
+	if r := cm.Limits["temperature_c"]; r.Min != -10 || r.Max != 60 {
+		t.Errorf("limits = %+v", cm.Limits)
+	}
+	cal := cm.Calibrate["temperature_c"]
+	if cal.Offset != -0.5 || cal.Scale == nil || *cal.Scale != 1.02 || cal.Rename != "air_temperature_c" || cm.Calibrate["humidity_pct"].Offset != 3 {
+		t.Errorf("calibrate = %+v", cm.Calibrate)
+	}
+	if cm.Mux == nil || cm.Mux.Address != 0x71 || cm.Mux.Channel != 5 {
+		t.Errorf("mux = %+v", cm.Mux)
+	}
+}
+
 func TestParseEnv(t *testing.T) {
 	env := map[string]string{"HOST": "h-ats.iot.eu-west-1.amazonaws.com", "PORT": "8443"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
@@ -113,6 +138,12 @@ func TestParseErrors(t *testing.T) {
 		{"spool too small", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\nspool:\n  max_bytes: 4KiB", 1), []string{"c.yaml:5: spool.max_bytes:", "at least 1MiB"}},
 		{"sync interval too long", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\nspool:\n  sync_interval: 1h", 1), []string{"spool.sync_interval:", "power cut"}},
 		{"negative max_rate", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_rate: -1", 1), []string{"publish.max_rate:"}},
+		{"limits min over max", minimal + "    limits: {temperature_c: {min: 5, max: 1}}\n", []string{"c.yaml:12: sensors[0].limits.temperature_c: min 5 must be below max 1"}},
+		{"limits unknown key", minimal + "    limits: {temperature_c: {low: 5}}\n", []string{"sensors[0].limits.temperature_c.low: unknown key"}},
+		{"calibrate zero scale", minimal + "    calibrate: {level: {scale: 0}}\n", []string{"sensors[0].calibrate.level.scale: 0 would erase"}},
+		{"calibrate bad rename", minimal + "    calibrate: {level: {rename: Door State}}\n", []string{"sensors[0].calibrate.level.rename:"}},
+		{"mux bad channel", minimal + "    mux: {address: 0x70, channel: 9}\n", []string{"sensors[0].mux: mux.channel: 9"}},
+		{"limits not a mapping", minimal + "    limits: [1, 2]\n", []string{"sensors[0].limits: want a mapping"}},
 		{"driver validation", minimal + "    count: -1\n", []string{"sensors[0]: sim: count"}},
 		{"empty file", "", []string{"the file is empty"}},
 		{"not a mapping", "- a\n- b\n", []string{"want a mapping"}},

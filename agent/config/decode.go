@@ -123,6 +123,29 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 			d.decodeValue(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
 		}
 		v.Set(s)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			if n.Tag == "!!null" {
+				return
+			}
+			d.errorf(n.Line, path, "want a mapping, got a %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			kp := path + "." + k.Value
+			d.lines[kp] = k.Line
+			key := reflect.New(v.Type().Key()).Elem()
+			if err := k.Decode(key.Addr().Interface()); err != nil {
+				d.errorf(k.Line, kp, "%s", cleanYAMLError(err))
+				continue
+			}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			d.decodeValue(val, elem, kp)
+			m.SetMapIndex(key, elem)
+		}
+		v.Set(m)
 	case reflect.Pointer:
 		if v.IsNil() {
 			v.Set(reflect.New(v.Type().Elem()))

@@ -64,7 +64,7 @@ func readOnce(ctx context.Context, s config.Sensor, log *slog.Logger, sysfs stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout.D()+10*time.Second)
 	defer cancel()
-	dev, err := drv.Open(ctx, env, s.Opts)
+	dev, err := sensors.Open(ctx, drv, env, s.Opts, s.Common())
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
