@@ -72,12 +72,14 @@ type Agent struct {
 	opts Options
 	log  *slog.Logger
 
-	seq    *reading.Sequencer
-	store  *store
-	pub    Publisher
-	closer func()
-	srcs   []scheduler.Source
-	topics map[string]string // sensor name → rendered topic
+	seq     *reading.Sequencer
+	store   *store
+	pub     Publisher
+	closer  func()
+	srcs    []scheduler.Source
+	topics  map[string]string // sensor name → rendered topic
+	drivers map[string]string // sensor name → driver
+	health  map[string]health // last published, under mu
 
 	wakeCh       chan struct{} // the writer stored something
 	head, synced atomic.Uint64
@@ -116,8 +118,9 @@ func (a *Agent) Provision() error {
 	if err != nil {
 		return fmt.Errorf("publish.topic: %w", err)
 	}
-	a.topics = map[string]string{}
+	a.topics, a.drivers, a.health = map[string]string{}, map[string]string{}, map[string]health{}
 	for _, s := range a.cfg.Sensors {
+		a.drivers[s.Name] = s.Driver
 		topic, err := tmpl.Render(a.cfg.DeviceID, s.Name, s.Driver)
 		if err != nil {
 			return fmt.Errorf("sensor %s: topic: %w", s.Name, err)
@@ -252,6 +255,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			if st.LastError != nil && st.ConsecutiveErrors > 0 {
 				a.readErrs.Add(1)
 			}
+			if h, ok := a.healthChange(st); ok {
+				samples <- h
+			}
 		})
 		a.log.Debug("all sensors stopped")
 	})
@@ -280,6 +286,38 @@ func (a *Agent) Run(ctx context.Context) error {
 		<-ctx.Done() // a service stays up even when every sensor finished
 	}
 	return nil
+}
+
+// health is the last health published per sensor.
+type health struct {
+	healthy bool
+	err     string
+}
+
+// healthChange returns a health reading when a sensor's health differs
+// from what was last published: at its first status, when it starts or
+// stops failing, and when its error changes.
+func (a *Agent) healthChange(st scheduler.Status) (scheduler.Sample, bool) {
+	if st.Done || !a.cfg.Publish.Health {
+		return scheduler.Sample{}, false
+	}
+	h := health{healthy: st.ConsecutiveErrors == 0}
+	if !h.healthy && st.LastError != nil {
+		h.err = st.LastError.Error()
+	}
+	a.mu.Lock()
+	prev, seen := a.health[st.Sensor]
+	a.health[st.Sensor] = h
+	a.mu.Unlock()
+	if seen && prev == h {
+		return scheduler.Sample{}, false
+	}
+	ok := 0.0
+	if h.healthy {
+		ok = 1
+	}
+	return scheduler.Sample{Sensor: st.Sensor, Driver: a.drivers[st.Sensor], Time: time.Now(), Type: reading.Health,
+		Values: sensors.Values{"healthy": ok, "consecutive_errors": float64(st.ConsecutiveErrors)}, Error: h.err}, true
 }
 
 func (a *Agent) logStatus() {

@@ -44,8 +44,10 @@ type payload struct {
 	Readings []struct {
 		Seq    uint64             `json:"seq"`
 		Sensor string             `json:"sensor"`
+		Type   string             `json:"type"`
 		Time   string             `json:"time"`
 		Values map[string]float64 `json:"values"`
+		Error  string             `json:"error"`
 	} `json:"readings"`
 }
 
@@ -75,8 +77,16 @@ func (p *fakePub) messages() []msg {
 // delivered returns seq → times delivered, failing on a reading published
 // under another sensor's topic or without the envelope's ids.
 func (p *fakePub) delivered(t *testing.T) map[uint64]int {
+	got, _ := p.deliveredKinds(t)
+	return got
+}
+
+// deliveredKinds is delivered plus the number of distinct measurements
+// (health readings excluded).
+func (p *fakePub) deliveredKinds(t *testing.T) (map[uint64]int, int) {
 	t.Helper()
 	out := map[uint64]int{}
+	measured := map[uint64]bool{}
 	for _, m := range p.messages() {
 		if m.payload.Device != "pi-test" || len(m.payload.Incarnation) != 32 {
 			t.Errorf("envelope without device/incarnation: %+v", m.payload)
@@ -86,9 +96,12 @@ func (p *fakePub) delivered(t *testing.T) map[uint64]int {
 				t.Errorf("reading of %s published to %s", r.Sensor, m.topic)
 			}
 			out[r.Seq]++
+			if r.Type == "" {
+				measured[r.Seq] = true
+			}
 		}
 	}
-	return out
+	return out, len(measured)
 }
 
 const twoSensors = `
@@ -132,15 +145,22 @@ func start(t *testing.T, cfg *config.Config, pub *fakePub, opts Options) *Agent 
 	return a
 }
 
-func wantAll(t *testing.T, got map[uint64]int, first, last uint64) {
+// wantAll checks that pub delivered n measurements and that every seq
+// from first up to the highest delivered (health readings included) came.
+func wantAll(t *testing.T, pub *fakePub, first uint64, n int) {
 	t.Helper()
+	got, measured := pub.deliveredKinds(t)
+	var last uint64
+	for seq := range got {
+		last = max(last, seq)
+	}
 	for seq := first; seq <= last; seq++ {
 		if got[seq] == 0 {
 			t.Errorf("seq %d not delivered", seq)
 		}
 	}
-	if len(got) != int(last-first+1) {
-		t.Errorf("%d distinct readings delivered, want %d", len(got), last-first+1)
+	if measured != n {
+		t.Errorf("%d distinct measurements delivered, want %d", measured, n)
 	}
 }
 
@@ -151,14 +171,14 @@ func TestExitWhenIdleDeliversEverything(t *testing.T) {
 		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		got := pub.delivered(t)
-		wantAll(t, got, 1, 35)
-		for seq, n := range got {
+		wantAll(t, pub, 1, 35)
+		for seq, n := range pub.delivered(t) {
 			if n != 1 {
 				t.Errorf("seq %d delivered %d times with no failure", seq, n)
 			}
 		}
-		if st := a.Stats(); st.ReadingsTaken != 35 || st.ReadingsPublished != 35 {
+		// 35 measurements and one health reading per sensor.
+		if st := a.Stats(); st.ReadingsTaken != 37 || st.ReadingsPublished != 37 {
 			t.Errorf("stats %+v", st)
 		}
 	})
@@ -176,7 +196,7 @@ func TestRetryableErrorsAreRetried(t *testing.T) {
 		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		wantAll(t, pub.delivered(t), 1, 35)
+		wantAll(t, pub, 1, 35)
 		if st := a.Stats(); st.PublishErrors != 3 {
 			t.Errorf("publish errors %d, want 3", st.PublishErrors)
 		}
@@ -197,7 +217,7 @@ func TestAuthErrorsKeepDataAndBackOffLong(t *testing.T) {
 		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		wantAll(t, pub.delivered(t), 1, 35)
+		wantAll(t, pub, 1, 35)
 		if gap := failedAt[1].Sub(failedAt[0]); gap < 45*time.Second {
 			t.Errorf("retried %v after a 403: want a long backoff (about a minute)", gap)
 		}
@@ -235,10 +255,18 @@ func TestPermanentRejectionGoesToDeadLetter(t *testing.T) {
 			dead = append(dead, dl.Seqs...)
 		}
 		got := pub.delivered(t)
+		var last uint64
 		for _, s := range dead {
 			got[s]++
 		}
-		wantAll(t, got, 1, 35)
+		for s := range got {
+			last = max(last, s)
+		}
+		for s := uint64(1); s <= last; s++ {
+			if got[s] == 0 {
+				t.Errorf("seq %d neither delivered nor dead-lettered", s)
+			}
+		}
 		if st := a.Stats(); st.DeadLettered != int64(len(dead)) || len(dead) == 0 {
 			t.Errorf("dead-lettered %d, file has %d", st.DeadLettered, len(dead))
 		}
@@ -257,7 +285,7 @@ func TestTooLargeIsSplit(t *testing.T) {
 		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		wantAll(t, pub.delivered(t), 1, 35)
+		wantAll(t, pub, 1, 35)
 		if a.Stats().DeadLettered != 0 {
 			t.Error("split messages must not be dead-lettered")
 		}
@@ -277,7 +305,7 @@ func TestShutdownKeepsEverythingForTheNextRun(t *testing.T) {
 			t.Fatalf("shutdown with unsent readings must still exit cleanly: %v", err)
 		}
 		a.Cleanup()
-		taken := uint64(a.Stats().ReadingsTaken)
+		taken := uint64(a.Stats().ReadingsTaken) - 1 // one health reading
 		if taken < 20 {
 			t.Fatalf("only %d readings taken", taken)
 		}
@@ -288,7 +316,35 @@ func TestShutdownKeepsEverythingForTheNextRun(t *testing.T) {
 		if err := b.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		wantAll(t, up.delivered(t), 1, taken+3)
+		wantAll(t, up, 1, int(taken)+3)
+	})
+}
+
+func TestHealthReadings(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pub := &fakePub{}
+		// Reads 3 and 4 of 10 fail: healthy, failing, healthy again.
+		cfg := testConfig(t, "", "", "  - {name: a, driver: sim, interval: 100ms, count: 10, fail_every: 3}\n")
+		a := start(t, cfg, pub, Options{ExitWhenIdle: true})
+		if err := a.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var states []string
+		for _, m := range pub.messages() {
+			for _, r := range m.payload.Readings {
+				if r.Type == "health" {
+					states = append(states, fmt.Sprintf("%v/%v/%v", r.Values["healthy"], r.Values["consecutive_errors"], r.Error != ""))
+				}
+			}
+		}
+		// fail_every 3: reads 3, 6 and 9 fail, each followed by a success.
+		want := []string{"1/0/false", "0/1/true", "1/0/false", "0/1/true", "1/0/false", "0/1/true", "1/0/false"}
+		if strings.Join(states, " ") != strings.Join(want, " ") {
+			t.Errorf("health readings %v\nwant %v", states, want)
+		}
+		if st := a.Stats(); st.ReadingsTaken != 14 {
+			t.Errorf("taken %d, want 7 measurements and 7 health readings", st.ReadingsTaken)
+		}
 	})
 }
 
@@ -308,7 +364,7 @@ func TestLiveFirstThenBacklogAtMaxRate(t *testing.T) {
 			t.Fatal(err)
 		}
 		msgs := pub.messages()
-		wantAll(t, pub.delivered(t), 1, 400)
+		wantAll(t, pub, 1, 400)
 		// The first message after the outage carries new readings, not
 		// the backlog that built up during it.
 		first := msgs[0].payload.Readings
@@ -351,7 +407,7 @@ func TestDiskFullKeepsReadingsInMemory(t *testing.T) {
 		if err := a.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		wantAll(t, pub.delivered(t), 1, 100)
+		wantAll(t, pub, 1, 100)
 		for _, want := range []string{"spool cannot be written: keeping readings in memory", "spool writable again"} {
 			if !strings.Contains(logs.String(), want) {
 				t.Errorf("log lacks %q:\n%s", want, logs.String())
@@ -384,17 +440,21 @@ func TestMemoryFallbackReportsDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := pub.delivered(t)
+		var last uint64
+		for s := range got {
+			last = max(last, s)
+		}
 		var reported uint64
 		for _, m := range pub.messages() {
 			for _, d := range m.payload.Dropped {
 				reported += d.Count
 			}
 		}
-		if len(got) == 0 || len(got) == 60 {
-			t.Fatalf("%d of 60 delivered: want the oldest dropped by the 2 KiB bound", len(got))
+		if len(got) == 0 || uint64(len(got)) == last {
+			t.Fatalf("%d of %d delivered: want the oldest dropped by the 2 KiB bound", len(got), last)
 		}
-		if reported != uint64(60-len(got)) {
-			t.Errorf("dropped reported %d, lost %d", reported, 60-len(got))
+		if reported != last-uint64(len(got)) {
+			t.Errorf("dropped reported %d, lost %d", reported, last-uint64(len(got)))
 		}
 	})
 }

@@ -67,8 +67,9 @@ func (a *Agent) record(s scheduler.Sample) spool.Record {
 	if err != nil {
 		a.log.Error("cannot persist the sequence counter: numbers may repeat after a reboot", "err", err)
 	}
-	a.taken.Add(1)
-	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values}
+	a.taken.Add(1) // health readings included: taken and published compare
+	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values,
+		Type: s.Type, Error: s.Error}
 	topic := a.topics[s.Sensor]
 	data := make([]byte, 0, len(topic)+1+160)
 	data = append(append(data, topic...), '\n')

@@ -66,6 +66,9 @@ type Publish struct {
 	// written (disk full, read-only); when full the oldest batch is dropped
 	// and counted.
 	QueueBytes Size `yaml:"queue_bytes"`
+	// Health publishes a sensor's health record (a reading of type
+	// "health") whenever it changes.
+	Health bool `yaml:"health"`
 	// MaxRate limits backlog requests per second after an outage, so
 	// live data and the account's limits are not swamped; 0 = no limit.
 	MaxRate float64 `yaml:"max_rate"`
@@ -118,6 +121,7 @@ func Defaults() Config {
 			FlushInterval: Duration(10 * time.Second),
 			QueueBytes:    8 << 20,
 			MaxRate:       20,
+			Health:        true,
 		},
 		Spool: Spool{MaxBytes: 64 << 20, SyncInterval: Duration(time.Second)},
 	}

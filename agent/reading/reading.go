@@ -18,7 +18,14 @@ type Reading struct {
 	Driver string
 	Time   time.Time
 	Values sensors.Values
+	// Type is "" for a measurement, "health" for a sensor's health
+	// record (values healthy and consecutive_errors, plus Error).
+	Type  string
+	Error string
 }
+
+// Health is the Type of a health reading.
+const Health = "health"
 
 // TimeLayout is RFC 3339 in UTC with exactly three fractional digits, so
 // every stamp has the same width and sorts as text.
@@ -38,8 +45,7 @@ func (r *Reading) AppendJSON(b []byte) []byte {
 	b = strconv.AppendUint(b, r.Seq, 10)
 	b = append(b, `,"sensor":`...)
 	b = appendString(b, r.Sensor)
-	b = r.appendRest(b)
-	return b
+	return r.appendRest(b)
 }
 
 // AppendJSONWithDevice is AppendJSON with a leading "device" field, the
@@ -55,6 +61,10 @@ func (r *Reading) AppendJSONWithDevice(b []byte, device string) []byte {
 }
 
 func (r *Reading) appendRest(b []byte) []byte {
+	if r.Type != "" {
+		b = append(b, `,"type":`...)
+		b = appendString(b, r.Type)
+	}
 	b = append(b, `,"time":"`...)
 	b = AppendTime(b, r.Time)
 	b = append(b, `","values":{`...)
@@ -72,7 +82,12 @@ func (r *Reading) appendRest(b []byte) []byte {
 		b = append(b, ':')
 		b = appendFloat(b, r.Values[k])
 	}
-	return append(b, "}}"...)
+	b = append(b, '}')
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendString(b, r.Error)
+	}
+	return append(b, '}')
 }
 
 // appendFloat writes v as the shortest decimal; NaN and ±Inf, which JSON

@@ -56,6 +56,16 @@ func TestAppendJSONWithDevice(t *testing.T) {
 	}
 }
 
+func TestAppendJSONHealth(t *testing.T) {
+	r := Reading{Seq: 9, Sensor: "s", Type: Health, Time: time.Unix(0, 0),
+		Values: sensors.Values{"healthy": 0, "consecutive_errors": 3}, Error: `read: "remote I/O error"`}
+	got := string(r.AppendJSON(nil))
+	want := `{"seq":9,"sensor":"s","type":"health","time":"1970-01-01T00:00:00.000Z","values":{"consecutive_errors":3,"healthy":0},"error":"read: \"remote I/O error\""}`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
 func TestAppendJSONNaN(t *testing.T) {
 	r := Reading{Seq: 1, Sensor: "s", Time: time.Unix(0, 0), Values: sensors.Values{"x": math.NaN()}}
 	if err := json.Unmarshal(r.AppendJSON(nil), new(any)); err != nil {

@@ -28,12 +28,15 @@ type Source struct {
 	Logger *slog.Logger
 }
 
-// Sample is one successful read.
+// Sample is one successful read, or (Type "health") a change of a
+// sensor's health.
 type Sample struct {
 	Sensor string
 	Driver string
 	Time   time.Time
 	Values sensors.Values
+	Type   string
+	Error  string
 }
 
 // Options tunes retry behaviour; zero values take the defaults.

@@ -318,6 +318,7 @@ type agentConfig struct {
 	sensors       string // the sensors list, YAML, indented by two spaces
 	keyFile       string // "" = the PKI's device key
 	extra         string // more top-level YAML (e.g. a spool section)
+	health        bool   // publish health readings (off: the counts below are of measurements)
 }
 
 // write writes the config to a temp dir and returns its path.
@@ -349,10 +350,11 @@ publish:
   format: %s
   max_readings: %d
   flush_interval: %s
+  health: %t
 sensors:
 %s%s`, c.device, q(c.stateDir), port, c.alpn,
 		q(c.pki.Path(iotemu.DeviceCertFile)), q(c.keyFile), q(c.pki.Path(iotemu.CAFile)),
-		c.format, c.maxReadings, c.flushInterval, c.sensors, c.extra)
+		c.format, c.maxReadings, c.flushInterval, c.health, c.sensors, c.extra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -397,6 +399,8 @@ func simOpts(t *testing.T, sensor string) *sensors.SimOpts {
 type wireReading struct {
 	Device      string             `json:"device"`
 	Incarnation string             `json:"incarnation"`
+	Type        string             `json:"type"`
+	Error       string             `json:"error"`
 	Seq         uint64             `json:"seq"`
 	Sensor      string             `json:"sensor"`
 	Time        string             `json:"time"`
@@ -407,8 +411,10 @@ type wireReading struct {
 type batchReading struct {
 	Seq    uint64             `json:"seq"`
 	Sensor string             `json:"sensor"`
+	Type   string             `json:"type"` // "health" or absent
 	Time   string             `json:"time"`
 	Values map[string]float64 `json:"values"`
+	Error  string             `json:"error"`
 }
 
 type wireBatch struct {

@@ -43,7 +43,7 @@ func TestKillLoop(t *testing.T) {
 	cfg := agentConfig{device: "pi-kill", stateDir: t.TempDir(), addr: srv.ALPNAddr(), alpn: "on", pki: pki,
 		format: "batch", maxReadings: 50, flushInterval: "200ms",
 		sensors: "  - {name: fast, driver: sim, interval: 20ms}\n",
-		extra:   "spool: {sync_interval: 1s}\n"}
+		extra:   "spool: {sync_interval: 1s}\n", health: true}
 	path := cfg.write(t)
 
 	// Kills, with the endpoint going down for 30 s in the middle of them.
