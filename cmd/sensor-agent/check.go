@@ -95,7 +95,19 @@ func cmdDrivers(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	for _, d := range sensors.Drivers() {
-		fmt.Fprintf(stdout, "%-12s %s\n", d.Name, d.Doc)
+		fmt.Fprintf(stdout, "%s\n    %s\n", d.Name, d.Doc)
+		for _, o := range sensors.Options(d.NewOpts()) {
+			fmt.Fprintf(stdout, "    %-14s %-10s default %s\n", o.Key, o.Type, o.Default)
+		}
+		var lim []string
+		for k, r := range d.Limits {
+			lim = append(lim, fmt.Sprintf("%s %g..%g", k, r.Min, r.Max))
+		}
+		if len(lim) > 0 {
+			sort.Strings(lim)
+			fmt.Fprintf(stdout, "    limits: %s\n", strings.Join(lim, ", "))
+		}
 	}
+	fmt.Fprintln(stdout, "\nevery sensor also takes: name, driver, interval, timeout, limits, calibrate, mux")
 	return nil
 }

@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"emulate": {"run the AWS IoT HTTPS endpoint emulator", cmdEmulate},
 	"spool":   {"inspect the on-disk spool: stats, verify, export", cmdSpool},
 	"drivers": {"list the sensor drivers and their options", cmdDrivers},
+	"scan":    {"probe an I²C bus and 1-wire for known sensors; print a config snippet", cmdScan},
 	"version": {"print version, commit and Go version", cmdVersion},
 }
 
