@@ -1,0 +1,152 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/hdc302x"
+)
+
+// HDC302xOpts configures the hdc302x driver (TI HDC3020/3021/3022).
+type HDC302xOpts struct {
+	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
+	Bus string `yaml:"bus"`
+	// Address is 0x44..0x47, set by the ADDR and ADDR1 pins.
+	Address int `yaml:"address"`
+	// SampleRate is how often the chip measures by itself, in Hz: 0.5, 1,
+	// 2, 4 or 10. A read returns the latest measurement. TI recommends at
+	// most 1 Hz to avoid self-heating. Opening the sensor waits one sample
+	// period (2 s at 0.5 Hz).
+	SampleRate float64 `yaml:"sample_rate"`
+}
+
+// DefaultHDC302xOpts are the defaults NewOpts returns for hdc302x.
+var DefaultHDC302xOpts = HDC302xOpts{
+	Bus:        "1",
+	Address:    int(hdc302x.DefaultSensorAddress),
+	SampleRate: 1,
+}
+
+// hdc302xRates maps sample_rate to periph's SampleRate, which periph uses as
+// a slice index without a bounds check: only these values reach it.
+var hdc302xRates = map[float64]hdc302x.SampleRate{
+	0.5: hdc302x.RateHalfHertz,
+	1:   hdc302x.RateHertz,
+	2:   hdc302x.RateTwoHertz,
+	4:   hdc302x.RateFourHertz,
+	10:  hdc302x.Rate10Hertz,
+}
+
+// Validate implements Validator.
+func (o *HDC302xOpts) Validate() error {
+	if o.Bus == "" {
+		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
+	}
+	if o.Address < 0x44 || o.Address > 0x47 {
+		return fmt.Errorf("address: %#x is not an HDC302x address; use 0x44..0x47 (ADDR and ADDR1 pins; 0x44 with both low)", o.Address)
+	}
+	if r, ok := hdc302xRates[o.SampleRate]; !ok || r > hdc302x.Rate10Hertz {
+		return fmt.Errorf("sample_rate: %s Hz is not supported; use 0.5, 1, 2, 4 or 10", strconv.FormatFloat(o.SampleRate, 'g', -1, 64))
+	}
+	return nil
+}
+
+// hdc302xLimits are the datasheet's operating ranges. Raw 0xffff decodes
+// to 130 °C and raw 0 to -45 °C, both rejected.
+var hdc302xLimits = map[string]Range{
+	TemperatureC: {Min: -40, Max: 125},
+	HumidityPct:  {Min: 0, Max: 100},
+}
+
+func init() {
+	Register(Driver{
+		Name: "hdc302x",
+		Doc:  "TI HDC3020/3021/3022 on I²C: temperature_c, humidity_pct",
+		NewOpts: func() any {
+			o := DefaultHDC302xOpts
+			return &o
+		},
+		Open:   openHDC302x,
+		Limits: hdc302xLimits,
+	})
+}
+
+// hdc302xSensor wraps periph's hdc302x.Dev, which runs the chip in its
+// auto-measurement mode; Sense reads the latest result (CRC-checked).
+type hdc302xSensor struct {
+	id string // "greenhouse: hdc302x /dev/i2c-1 0x44", prefix of every error
+
+	mu  sync.Mutex // Read and Close may race when the scheduler gives up on a Read
+	dev *hdc302x.Dev
+}
+
+var _ Sensor = (*hdc302xSensor)(nil)
+
+func openHDC302x(ctx context.Context, env Env, opts any) (Sensor, error) {
+	o, err := openOpts[HDC302xOpts](env, "hdc302x", opts)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s: hdc302x %s %#x", env.Name, busLabel(o.Bus), o.Address)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	bus, err := env.I2C(o.Bus)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	// NewI2C starts auto-measurement and sleeps one sample period (it
+	// cannot be cancelled). It returns a non-nil *Dev together with an
+	// error: the error is checked first and that Dev is never used (the
+	// chip never acknowledged the start command, so there is nothing to
+	// halt).
+	dev, err := hdc302x.NewI2C(bus, uint16(o.Address), hdc302xRates[o.SampleRate])
+	if err != nil {
+		return nil, i2cOpenError(id, o.Bus, err)
+	}
+	return &hdc302xSensor{id: id, dev: dev}, nil
+}
+
+func (s *hdc302xSensor) Read(ctx context.Context) (Values, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dev == nil {
+		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
+	}
+	// periph takes no context: check before starting the I/O.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	var e physic.Env
+	if err := s.dev.Sense(&e); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	v := Values{
+		TemperatureC: round2(e.Temperature.Celsius()),
+		HumidityPct:  round2(float64(e.Humidity) / float64(physic.PercentRH)),
+	}
+	if err := i2cCheckLimits(v, hdc302xLimits); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	return v, nil
+}
+
+// Close stops auto-measurement (the chip goes to sleep). It is idempotent;
+// the bus stays open (shared).
+func (s *hdc302xSensor) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dev == nil {
+		return nil
+	}
+	err := s.dev.Halt()
+	s.dev = nil
+	if err != nil {
+		return fmt.Errorf("%s: close: %w", s.id, err)
+	}
+	return nil
+}

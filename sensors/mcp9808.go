@@ -1,0 +1,156 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/mcp9808"
+)
+
+// MCP9808Opts configures the mcp9808 driver (Microchip MCP9808).
+type MCP9808Opts struct {
+	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
+	Bus string `yaml:"bus"`
+	// Address is 0x18..0x1f, set by the A0-A2 pins (0x18 with all low).
+	Address int `yaml:"address"`
+}
+
+// DefaultMCP9808Opts are the defaults NewOpts returns for mcp9808.
+var DefaultMCP9808Opts = MCP9808Opts{Bus: "1", Address: 0x18}
+
+// Validate implements Validator.
+func (o *MCP9808Opts) Validate() error {
+	if o.Bus == "" {
+		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
+	}
+	if o.Address < 0x18 || o.Address > 0x1f {
+		return fmt.Errorf("address: %#x is not an MCP9808 address; use 0x18..0x1f (A0-A2 pins; 0x18 with all low)", o.Address)
+	}
+	return nil
+}
+
+// mcp9808Limits is the datasheet's accuracy range (-40..125 °C). periph
+// returns 0 K with a failed read; anything below -40 °C is rejected.
+var mcp9808Limits = map[string]Range{TemperatureC: {Min: -40, Max: 125}}
+
+const (
+	mcp9808RegManufacturer = 0x06 // reads 0x0054
+	mcp9808RegDeviceID     = 0x07 // device id 0x04 in the high byte, revision in the low
+	// mcp9808Conversion is the conversion time at 0.0625 °C resolution
+	// (250 ms typical) with a margin. After power-up or shutdown the
+	// temperature register holds 0 °C or a stale value until the first
+	// conversion ends.
+	mcp9808Conversion = 300 * time.Millisecond
+)
+
+func init() {
+	Register(Driver{
+		Name: "mcp9808",
+		Doc:  "Microchip MCP9808 on I²C: temperature_c",
+		NewOpts: func() any {
+			o := DefaultMCP9808Opts
+			return &o
+		},
+		Open:   openMCP9808,
+		Limits: mcp9808Limits,
+	})
+}
+
+// mcp9808Sensor wraps periph's mcp9808.Dev at its maximum resolution
+// (0.0625 °C). periph quirks handled here: SenseContinuous sends 0 K when a
+// read fails (never used; Sense's error is checked and the value
+// range-checked); I/O errors are replaced by periph's own sentinel errors
+// ("failed to read ambient temperature"), so the cause is lost.
+type mcp9808Sensor struct {
+	id string // "greenhouse: mcp9808 /dev/i2c-1 0x18", prefix of every error
+
+	mu    sync.Mutex // Read and Close may race when the scheduler gives up on a Read
+	dev   *mcp9808.Dev
+	ready time.Time // the first conversion after enabling has ended
+}
+
+var _ Sensor = (*mcp9808Sensor)(nil)
+
+func openMCP9808(ctx context.Context, env Env, opts any) (Sensor, error) {
+	o, err := openOpts[MCP9808Opts](env, "mcp9808", opts)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s: mcp9808 %s %#x", env.Name, busLabel(o.Bus), o.Address)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	bus, err := env.I2C(o.Bus)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	// periph does not check the chip, and replaces I/O errors with its own:
+	// read the id registers first, keeping the real cause.
+	if err := mcp9808CheckID(&i2c.Dev{Bus: bus, Addr: uint16(o.Address)}); err != nil {
+		return nil, i2cOpenError(id, o.Bus, err)
+	}
+	// New writes the resolution, then the configuration (continuous
+	// conversion). Always a non-nil *Opts: periph dereferences it.
+	dev, err := mcp9808.New(bus, &mcp9808.Opts{Addr: o.Address, Res: mcp9808.Maximum})
+	if err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	return &mcp9808Sensor{id: id, dev: dev, ready: time.Now().Add(mcp9808Conversion)}, nil
+}
+
+// mcp9808CheckID reads the manufacturer and device id registers.
+func mcp9808CheckID(d *i2c.Dev) error {
+	var m, dev [2]byte
+	if err := d.Tx([]byte{mcp9808RegManufacturer}, m[:]); err != nil {
+		return fmt.Errorf("read manufacturer id: %w", err)
+	}
+	if err := d.Tx([]byte{mcp9808RegDeviceID}, dev[:]); err != nil {
+		return fmt.Errorf("read device id: %w", err)
+	}
+	if m != [2]byte{0x00, 0x54} || dev[0] != 0x04 {
+		return fmt.Errorf("not an MCP9808: manufacturer id %#04x, device id %#02x (want 0x0054, 0x04); check the address", uint16(m[0])<<8|uint16(m[1]), dev[0])
+	}
+	return nil
+}
+
+func (s *mcp9808Sensor) Read(ctx context.Context) (Values, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dev == nil {
+		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
+	}
+	// The first read after Open waits for the first conversion.
+	if err := i2cSleepUntil(ctx, s.ready); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	var e physic.Env
+	if err := s.dev.Sense(&e); err != nil { // e.Temperature is 0 K here
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	v := Values{TemperatureC: round2(e.Temperature.Celsius())}
+	if err := i2cCheckLimits(v, mcp9808Limits); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	return v, nil
+}
+
+// Close puts the chip in shutdown mode (periph's Halt); the next Open
+// enables it again. It is idempotent; the bus stays open (shared).
+func (s *mcp9808Sensor) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dev == nil {
+		return nil
+	}
+	err := s.dev.Halt()
+	s.dev = nil
+	if err != nil {
+		return fmt.Errorf("%s: close: %w", s.id, err)
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"periph.io/x/conn/v3/i2c"
+	"periph.io/x/conn/v3/physic"
+	"periph.io/x/devices/v3/tmp102"
+)
+
+// TMP102Opts configures the tmp102 driver (TI TMP102; also TMP112).
+type TMP102Opts struct {
+	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
+	Bus string `yaml:"bus"`
+	// Address is 0x48..0x4b, set by wiring the ADD0 pin to GND, V+, SDA or
+	// SCL.
+	Address int `yaml:"address"`
+}
+
+// DefaultTMP102Opts are the defaults NewOpts returns for tmp102.
+var DefaultTMP102Opts = TMP102Opts{Bus: "1", Address: 0x48}
+
+// Validate implements Validator.
+func (o *TMP102Opts) Validate() error {
+	if o.Bus == "" {
+		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
+	}
+	if o.Address < 0x48 || o.Address > 0x4b {
+		return fmt.Errorf("address: %#x is not a TMP102 address; use 0x48..0x4b (ADD0 to GND, V+, SDA or SCL)", o.Address)
+	}
+	return nil
+}
+
+// tmp102Limits is the datasheet's specified range (-40..125 °C).
+var tmp102Limits = map[string]Range{TemperatureC: {Min: -40, Max: 125}}
+
+const (
+	tmp102RegConfig = 0x01
+	tmp102ShutDown  = 1 << 8 // SD bit of the 16-bit configuration register
+	// tmp102Conversion is the conversion time (26 ms typical, 35 ms max)
+	// with a margin: after power-up or shutdown the temperature register
+	// holds 0 °C or a stale value until the first conversion ends.
+	tmp102Conversion = 40 * time.Millisecond
+)
+
+func init() {
+	Register(Driver{
+		Name: "tmp102",
+		Doc:  "TI TMP102 on I²C: temperature_c",
+		NewOpts: func() any {
+			o := DefaultTMP102Opts
+			return &o
+		},
+		Open:   openTMP102,
+		Limits: tmp102Limits,
+	})
+}
+
+// tmp102Sensor wraps periph's tmp102.Dev in continuous conversion at 4 Hz
+// (the power-on rate), comparator mode, no alert limits written.
+//
+// periph quirks handled here: NewI2C returns a non-nil *Dev together with
+// an error (checked first, that Dev is never used); its configuration read
+// ignores errors (the configuration write that follows reports a missing
+// chip); readTemperature returns -40 °C, a plausible value, with its error
+// (Sense's error is checked); Halt clears the shutdown bit instead of
+// setting it, so Close sets it itself; the decoding assumes the 12-bit
+// format (extended mode off, the power-on default).
+type tmp102Sensor struct {
+	id string // "greenhouse: tmp102 /dev/i2c-1 0x48", prefix of every error
+
+	mu    sync.Mutex // Read and Close may race when the scheduler gives up on a Read
+	dev   *tmp102.Dev
+	reg   *i2c.Dev  // the same chip, for the shutdown periph gets wrong
+	ready time.Time // the first conversion after enabling has ended
+}
+
+var _ Sensor = (*tmp102Sensor)(nil)
+
+func openTMP102(ctx context.Context, env Env, opts any) (Sensor, error) {
+	o, err := openOpts[TMP102Opts](env, "tmp102", opts)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s: tmp102 %s %#x", env.Name, busLabel(o.Bus), o.Address)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	bus, err := env.I2C(o.Bus)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open: %w", id, err)
+	}
+	// NewI2C reads the configuration, clears the shutdown bit and writes
+	// it back with the conversion rate. A fresh *Opts per device: periph
+	// keeps the pointer.
+	dev, err := tmp102.NewI2C(bus, uint16(o.Address), &tmp102.Opts{SampleRate: tmp102.RateFourHertz, AlertSetting: tmp102.ModeComparator})
+	if err != nil { // dev is non-nil here: never use it
+		return nil, i2cOpenError(id, o.Bus, err)
+	}
+	return &tmp102Sensor{
+		id:    id,
+		dev:   dev,
+		reg:   &i2c.Dev{Bus: bus, Addr: uint16(o.Address)},
+		ready: time.Now().Add(tmp102Conversion),
+	}, nil
+}
+
+func (s *tmp102Sensor) Read(ctx context.Context) (Values, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dev == nil {
+		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
+	}
+	// The first read after Open waits for the first conversion.
+	if err := i2cSleepUntil(ctx, s.ready); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	var e physic.Env
+	if err := s.dev.Sense(&e); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	v := Values{TemperatureC: round2(e.Temperature.Celsius())}
+	if err := i2cCheckLimits(v, tmp102Limits); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", s.id, err)
+	}
+	return v, nil
+}
+
+// Close puts the chip in shutdown mode (configuration SD bit), which
+// periph's Halt means to do but does not; the next Open clears it. It is
+// idempotent; the bus stays open (shared).
+func (s *tmp102Sensor) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dev == nil {
+		return nil
+	}
+	reg := s.reg
+	s.dev, s.reg = nil, nil
+	var cfg [2]byte
+	if err := reg.Tx([]byte{tmp102RegConfig}, cfg[:]); err != nil {
+		return fmt.Errorf("%s: close: read configuration: %w", s.id, err)
+	}
+	c := uint16(cfg[0])<<8 | uint16(cfg[1]) | tmp102ShutDown
+	if err := reg.Tx([]byte{tmp102RegConfig, byte(c >> 8), byte(c)}, nil); err != nil {
+		return fmt.Errorf("%s: close: write shutdown: %w", s.id, err)
+	}
+	return nil
+}
