@@ -39,7 +39,7 @@ bench:
 
 # The power-cut loop, longer than CI's 3 iterations (see README, Guarantees).
 powercut:
-	SENSOR_AGENT_POWERCUT=20 $(GO) test -count=1 -run PowerCut -v -timeout 60m ./cmd/sensor-agent
+	SENSOR_AGENT_POWERCUT=20 $(GO) test -count=1 -run PowerCut -v -timeout 30m ./cmd/sensor-agent
 
 clean:
 	rm -rf bin dist
