@@ -150,6 +150,10 @@ func (a *Agent) Provision() error {
 		return err
 	}
 	a.seq = seq
+	pending := 0
+	a.store.Pending(0, 0, func(spool.Record) bool { pending++; return true })
+	a.log.Info("spool open", "dir", sc.Dir, "incarnation", a.store.Incarnation(),
+		"pending", pending, "next_seq", seq.Peek())
 	return nil
 }
 

@@ -112,6 +112,13 @@ func (s *Sequencer) Next() (uint64, error) {
 	return n, err
 }
 
+// Peek returns the number Next will hand out next.
+func (s *Sequencer) Peek() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.next
+}
+
 // extend persists a new lease [next, next+lease).
 func (s *Sequencer) extend() error {
 	limit := s.next + s.lease
