@@ -150,10 +150,8 @@ func (a *Agent) Provision() error {
 		return err
 	}
 	a.seq = seq
-	pending := 0
-	a.store.Pending(0, 0, func(spool.Record) bool { pending++; return true })
 	a.log.Info("spool open", "dir", sc.Dir, "incarnation", a.store.Incarnation(),
-		"pending", pending, "next_seq", seq.Peek())
+		"pending", a.store.PendingCount(), "next_seq", seq.Peek())
 	return nil
 }
 
@@ -326,9 +324,7 @@ func (a *Agent) healthChange(st scheduler.Status) (scheduler.Sample, bool) {
 
 func (a *Agent) logStatus() {
 	st := a.Stats()
-	pending := 0
-	a.store.Pending(0, 1<<30, func(spool.Record) bool { pending++; return true })
 	a.log.Info("status", "taken", st.ReadingsTaken, "published", st.ReadingsPublished,
-		"pending", pending, "synced_through", a.synced.Load(), "read_errors", st.ReadErrors,
+		"pending", a.store.PendingCount(), "synced_through", a.synced.Load(), "read_errors", st.ReadErrors,
 		"publish_errors", st.PublishErrors, "dead_lettered", st.DeadLettered)
 }

@@ -321,9 +321,7 @@ func (s *sender) final(drain context.Context, writerDone <-chan struct{}) {
 			break // it failed: no retries at shutdown
 		}
 	}
-	left := 0
-	s.a.store.Pending(0, 0, func(spool.Record) bool { left++; return true })
-	if left > 0 {
+	if left := s.a.store.PendingCount(); left > 0 {
 		s.a.log.Info("shutting down with readings not yet published: they remain in the spool and are sent after the next start",
 			"readings", left)
 	}

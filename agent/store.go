@@ -163,6 +163,23 @@ func (s *store) Pending(after uint64, limit int, fn func(spool.Record) bool) err
 	return nil
 }
 
+// PendingCount is the number of records not yet acknowledged, without
+// reading them.
+func (s *store) PendingCount() int64 {
+	var n int64
+	if s.sp != nil {
+		n = s.sp.Stats().Pending
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.mem {
+		if !s.acked[r.Seq] {
+			n++
+		}
+	}
+	return n
+}
+
 // Ack marks records as delivered.
 func (s *store) Ack(seqs []uint64) {
 	if s.sp != nil {
