@@ -51,18 +51,27 @@ func init() {
 	for _, d := range []struct{ name, doc string }{
 		{"bme280", "Bosch BME280 on I²C: temperature_c, pressure_hpa, humidity_pct"},
 		{"bmp280", "Bosch BMP280 on I²C: temperature_c, pressure_hpa"},
+		{"bmp180", "Bosch BMP180 on I²C (address 0x77): temperature_c, pressure_hpa"},
 	} {
 		name := d.name
+		limits := map[string]Range{TemperatureC: {-40, 85}, PressureHPa: {300, 1100}}
+		if name == "bme280" {
+			limits[HumidityPct] = Range{0, 100}
+		}
 		Register(Driver{
 			Name: name,
 			Doc:  d.doc,
 			NewOpts: func() any {
 				o := DefaultBMxx80Opts
+				if name == "bmp180" {
+					o.Address = 0x77 // its only address
+				}
 				return &o
 			},
 			Open: func(ctx context.Context, env Env, opts any) (Sensor, error) {
 				return openBMxx80(ctx, env, name, opts)
 			},
+			Limits: limits,
 		})
 	}
 }
@@ -83,6 +92,9 @@ func openBMxx80(ctx context.Context, env Env, driver string, opts any) (Sensor, 
 		return nil, err
 	}
 	id := fmt.Sprintf("%s: %s %s %#x", env.Name, driver, busLabel(o.Bus), o.Address)
+	if driver == "bmp180" && (o.Address != 0x77 || o.Oversampling > 8) {
+		return nil, fmt.Errorf("%s: open: the BMP180 answers only at 0x77 and oversamples at most 8 times; set address: 0x77 and oversampling 1, 2, 4 or 8", id)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
@@ -110,6 +122,8 @@ func openBMxx80(ctx context.Context, env Env, driver string, opts any) (Sensor, 
 			return nil, fmt.Errorf("%s: open: chip is a BMP280, which has no humidity sensor; use driver bmp280", id)
 		case "bme280":
 			return nil, fmt.Errorf("%s: open: chip is a BME280; use driver bme280 (it also reports humidity)", id)
+		case "bmp180":
+			return nil, fmt.Errorf("%s: open: chip is a BMP180; use driver bmp180", id)
 		default:
 			return nil, fmt.Errorf("%s: open: chip is a %s, which is not supported", id, strings.ToUpper(chip))
 		}
