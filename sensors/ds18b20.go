@@ -13,13 +13,23 @@ import (
 	"sync/atomic"
 )
 
-// DS18B20Opts configures the ds18b20 driver, which reads the kernel's
-// w1_therm files rather than driving 1-wire itself: it is the most robust
-// path on a Pi (periph's netlink 1-wire is broken on a Pi 5).
+// DS18B20Opts configures the ds18b20 driver. By default it reads the
+// kernel's w1_therm files rather than driving 1-wire itself: it is the most
+// robust path on a Pi (periph's netlink 1-wire is broken on a Pi 5). With
+// Bridge set it drives a DS2482 I²C→1-wire bridge through periph instead
+// (ds18b20_ds248x.go).
 type DS18B20Opts struct {
 	// ID is the ROM id, the directory name under /sys/bus/w1/devices, e.g.
-	// "28-0316a2795a2f". Empty picks the only 28-* device there is.
+	// "28-0316a2795a2f". Empty picks the only 28-* device there is (on the
+	// bridge: the only DS18B20 a 1-wire search finds).
 	ID string `yaml:"id"`
+	// Bridge reads the sensor through a DS2482 on I²C, e.g.
+	// `bridge: {bus: "1", address: 0x18}`. Nil (the default) uses the
+	// kernel's w1_therm.
+	Bridge *DS2482Bridge `yaml:"bridge"`
+	// Resolution is the conversion resolution in bits, 9..12 (94..750 ms);
+	// 0 means 12. Bridge only.
+	Resolution int `yaml:"resolution"`
 }
 
 // DefaultDS18B20Opts are the defaults NewOpts returns for ds18b20.
@@ -32,13 +42,13 @@ func (o *DS18B20Opts) Validate() error {
 	if o.ID != "" && !w1ID.MatchString(o.ID) {
 		return fmt.Errorf("id: %q is not a 1-wire ROM id; use the directory name under /sys/bus/w1/devices, e.g. \"28-0316a2795a2f\" (lowercase), or leave it out when there is only one sensor", o.ID)
 	}
-	return nil
+	return o.validateBridge()
 }
 
 func init() {
 	Register(Driver{
 		Name: "ds18b20",
-		Doc:  "DS18B20 1-wire thermometer through the kernel w1_therm driver: temperature_c",
+		Doc:  "DS18B20 1-wire thermometer through the kernel w1_therm driver, or a DS2482 I²C bridge (bridge:): temperature_c",
 		NewOpts: func() any {
 			o := DefaultDS18B20Opts
 			return &o
@@ -59,6 +69,9 @@ func openDS18B20(ctx context.Context, env Env, opts any) (Sensor, error) {
 	o, err := openOpts[DS18B20Opts](env, "ds18b20", opts)
 	if err != nil {
 		return nil, err
+	}
+	if o.Bridge != nil {
+		return openDS18B20Bridge(ctx, env, o)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: ds18b20: open: %w", env.Name, err)
