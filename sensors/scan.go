@@ -198,7 +198,44 @@ func WriteScan(w io.Writer, bus string, i2c []Found, onewire []Found) {
 			}
 		}
 		fmt.Fprintf(w, "    interval: 30s\n")
+		if err := snippetProblem(f, bus); err != "" {
+			fmt.Fprintf(w, "    # to do: %s\n", err)
+		}
 	}
+}
+
+// snippetProblem returns what the printed entry still lacks (ads1x15
+// channels, hx711 pins...), as its driver's Validate says it.
+func snippetProblem(f Found, bus string) string {
+	d, ok := Lookup(f.Driver)
+	if !ok {
+		return ""
+	}
+	opts := d.NewOpts()
+	v := reflect.ValueOf(opts).Elem()
+	set := func(key string, val any) {
+		for i := range v.NumField() {
+			if strings.Split(v.Type().Field(i).Tag.Get("yaml"), ",")[0] == key && v.Field(i).CanSet() {
+				x := reflect.ValueOf(val)
+				if x.Type().ConvertibleTo(v.Field(i).Type()) {
+					v.Field(i).Set(x.Convert(v.Field(i).Type()))
+				}
+			}
+		}
+	}
+	if f.Addr != 0 {
+		set("bus", bus)
+		set("address", int(f.Addr))
+	}
+	if f.ID != "" {
+		set("id", f.ID)
+	}
+	if val, ok := opts.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // writeMap prints the i2cdetect-style address map.

@@ -87,6 +87,7 @@ func TestScan(t *testing.T) {
 		"  - name: bme280\n    driver: bme280\n    bus: \"1\"\n    address: 0x76\n",
 		"  - name: ds18b20\n    driver: ds18b20\n    id: 28-00000abcdef0\n",
 		"  - name: ds18b20_2\n",
+		"    driver: ads1x15\n    bus: \"1\"\n    address: 0x49\n    interval: 30s\n    # to do: channels:",
 	} {
 		if !strings.Contains(s, line) {
 			t.Errorf("scan output lacks %q:\n%s", line, s)
