@@ -13,3 +13,8 @@ var Demo []byte
 //
 //go:embed example.yaml
 var Example []byte
+
+// Drivers is configs/drivers.yaml: one entry per driver.
+//
+//go:embed drivers.yaml
+var Drivers []byte

@@ -29,8 +29,9 @@ type GPIOCounterOpts struct {
 	Scale float64 `yaml:"scale"`
 	Per   string  `yaml:"per"`
 	// Name is the scaled value's name, with its unit (rain_mm,
-	// wind_speed_kmh). Empty: only count and rate_per_s are reported.
-	Name string `yaml:"name"`
+	// wind_speed_kmh), under the key `value` (`name` is the sensor's).
+	// Empty: only count and rate_per_s are reported.
+	Name string `yaml:"value"`
 }
 
 // DefaultGPIOCounterOpts are the defaults NewOpts returns for gpio_counter.
@@ -57,7 +58,7 @@ func (o *GPIOCounterOpts) Validate() error {
 		return fmt.Errorf("per: %q is not valid; use pulse (scale per pulse) or hz (scale per pulse per second)", o.Per)
 	}
 	if o.Name != "" && !valueNameRule.MatchString(o.Name) {
-		return fmt.Errorf("name: %q; use lowercase letters, digits and _ ending in the unit, e.g. rain_mm", o.Name)
+		return fmt.Errorf("value: %q; use lowercase letters, digits and _ ending in the unit, e.g. rain_mm", o.Name)
 	}
 	if o.Name != "" && o.Scale == 0 {
 		return errors.New("scale: 0 would make the value always 0; give the units per pulse (e.g. 0.2794 for a rain gauge)")

@@ -127,7 +127,7 @@ func TestGPIOCounterErrors(t *testing.T) {
 		{"missing pull", GPIOCounterOpts{Pin: "GPIO27", Edge: "falling", Per: "pulse"}, "pull: required"},
 		{"bad edge", GPIOCounterOpts{Pin: "GPIO27", Pull: "up", Edge: "down", Per: "pulse"}, `edge: "down" is not valid`},
 		{"bad per", GPIOCounterOpts{Pin: "GPIO27", Pull: "up", Edge: "both", Per: "minute"}, `per: "minute"`},
-		{"bad name", GPIOCounterOpts{Pin: "GPIO27", Pull: "up", Edge: "both", Per: "pulse", Name: "Rain mm", Scale: 1}, `name: "Rain mm"`},
+		{"bad name", GPIOCounterOpts{Pin: "GPIO27", Pull: "up", Edge: "both", Per: "pulse", Name: "Rain mm", Scale: 1}, `value: "Rain mm"`},
 		{"zero scale", GPIOCounterOpts{Pin: "GPIO27", Pull: "up", Edge: "both", Per: "pulse", Name: "rain_mm"}, "scale: 0"},
 		{"long debounce", GPIOCounterOpts{Pin: "GPIO27", Pull: "up", Edge: "both", Per: "pulse", Debounce: Duration(2 * time.Second)}, "debounce: 2s"},
 	} {

@@ -29,7 +29,7 @@ type HX711Opts struct {
 	// (that is the tare) and with a known load W; scale = W / (raw - tare).
 	Scale float64 `yaml:"scale"`
 	// Name is the value's name with its unit.
-	Name string `yaml:"name"`
+	Name string `yaml:"value"`
 	// Samples is how many conversions make one reading (the HX711 makes 10
 	// or 80 a second, set by its RATE pin). With 3 or more the highest and
 	// lowest are dropped before averaging, which removes a sample
@@ -90,7 +90,7 @@ func (o *HX711Opts) Validate() error {
 		return errors.New("scale: required (value per count); to calibrate, set scale: 1 and tare: 0, read the raw count with no load (the tare) and with a known load W: scale = W / (raw - tare)")
 	}
 	if !hx711NameRE.MatchString(o.Name) {
-		return fmt.Errorf("name: %q is not a value name; use lowercase snake_case ending in a unit, e.g. weight_kg", o.Name)
+		return fmt.Errorf("value: %q is not a value name; use lowercase snake_case ending in a unit, e.g. weight_kg", o.Name)
 	}
 	if o.Samples < 1 || o.Samples > hx711MaxSamples {
 		return fmt.Errorf("samples: %d; use 1..%d conversions per reading", o.Samples, hx711MaxSamples)

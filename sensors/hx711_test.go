@@ -328,7 +328,7 @@ func TestHX711Validate(t *testing.T) {
 		{"gain", ok(func(o *HX711Opts) { o.Gain = 16 }), "gain: 16 is not supported; use 128 or 64 (channel A) or 32 (channel B)"},
 		{"tare", ok(func(o *HX711Opts) { o.Tare = 1 << 23 }), "tare: 8388608 is outside the 24-bit range"},
 		{"scale", ok(func(o *HX711Opts) { o.Scale = 0 }), "scale: required (value per count); to calibrate, set scale: 1 and tare: 0"},
-		{"name", ok(func(o *HX711Opts) { o.Name = "weight" }), `name: "weight" is not a value name; use lowercase snake_case ending in a unit, e.g. weight_kg`},
+		{"value", ok(func(o *HX711Opts) { o.Name = "weight" }), `value: "weight" is not a value name; use lowercase snake_case ending in a unit, e.g. weight_kg`},
 		{"samples", ok(func(o *HX711Opts) { o.Samples = 0 }), "samples: 0; use 1..50"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

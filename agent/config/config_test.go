@@ -202,3 +202,16 @@ func TestParseSizeAndDuration(t *testing.T) {
 		}
 	}
 }
+
+// A driver option named like a common sensor key (name, interval...)
+// could never be set: the common key would take it.
+func TestDriverOptionsDoNotShadowCommonKeys(t *testing.T) {
+	common := structFields(sensorType)
+	for _, d := range sensors.Drivers() {
+		for key := range sensors.OptionKeys(d.NewOpts()) {
+			if _, clash := common[key]; clash {
+				t.Errorf("driver %s: option %q is also a common sensor key", d.Name, key)
+			}
+		}
+	}
+}
