@@ -222,6 +222,15 @@ func (a *Agent) Stats() Stats {
 	}
 }
 
+// Pending is the number of readings taken but not yet acknowledged by the
+// endpoint (spool and memory), 0 before Provision.
+func (a *Agent) Pending() int64 {
+	if a.store == nil {
+		return 0
+	}
+	return a.store.PendingCount()
+}
+
 func (a *Agent) setLastPublish(t time.Time, errMsg string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -319,7 +328,8 @@ func (a *Agent) healthChange(st scheduler.Status) (scheduler.Sample, bool) {
 		ok = 1
 	}
 	return scheduler.Sample{Sensor: st.Sensor, Driver: a.drivers[st.Sensor], Time: time.Now(), Type: reading.Health,
-		Values: sensors.Values{"healthy": ok, "consecutive_errors": float64(st.ConsecutiveErrors)}, Error: h.err}, true
+		Values: sensors.Values{"healthy": ok, "consecutive_errors": float64(st.ConsecutiveErrors)}, Error: h.err,
+		LastSuccess: st.LastSuccess}, true
 }
 
 func (a *Agent) logStatus() {

@@ -69,7 +69,7 @@ func (a *Agent) record(s scheduler.Sample) spool.Record {
 	}
 	a.taken.Add(1) // health readings included: taken and published compare
 	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values,
-		Type: s.Type, Error: s.Error}
+		Type: s.Type, Error: s.Error, LastSuccess: s.LastSuccess}
 	topic := a.topics[s.Sensor]
 	data := make([]byte, 0, len(topic)+1+160)
 	data = append(append(data, topic...), '\n')

@@ -22,6 +22,9 @@ type Reading struct {
 	// record (values healthy and consecutive_errors, plus Error).
 	Type  string
 	Error string
+	// LastSuccess is, on a health reading, the time of the sensor's last
+	// good read (zero: none yet).
+	LastSuccess time.Time
 }
 
 // Health is the Type of a health reading.
@@ -86,6 +89,11 @@ func (r *Reading) appendRest(b []byte) []byte {
 	if r.Error != "" {
 		b = append(b, `,"error":`...)
 		b = appendString(b, r.Error)
+	}
+	if !r.LastSuccess.IsZero() {
+		b = append(b, `,"last_success":"`...)
+		b = AppendTime(b, r.LastSuccess)
+		b = append(b, '"')
 	}
 	return append(b, '}')
 }

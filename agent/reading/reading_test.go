@@ -58,9 +58,10 @@ func TestAppendJSONWithDevice(t *testing.T) {
 
 func TestAppendJSONHealth(t *testing.T) {
 	r := Reading{Seq: 9, Sensor: "s", Type: Health, Time: time.Unix(0, 0),
-		Values: sensors.Values{"healthy": 0, "consecutive_errors": 3}, Error: `read: "remote I/O error"`}
+		Values: sensors.Values{"healthy": 0, "consecutive_errors": 3}, Error: `read: "remote I/O error"`,
+		LastSuccess: time.Unix(0, 0).Add(-time.Minute)}
 	got := string(r.AppendJSON(nil))
-	want := `{"seq":9,"sensor":"s","type":"health","time":"1970-01-01T00:00:00.000Z","values":{"consecutive_errors":3,"healthy":0},"error":"read: \"remote I/O error\""}`
+	want := `{"seq":9,"sensor":"s","type":"health","time":"1970-01-01T00:00:00.000Z","values":{"consecutive_errors":3,"healthy":0},"error":"read: \"remote I/O error\"","last_success":"1969-12-31T23:59:00.000Z"}`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -37,6 +37,8 @@ type Sample struct {
 	Values sensors.Values
 	Type   string
 	Error  string
+	// LastSuccess is the sensor's last good read, on a health sample.
+	LastSuccess time.Time
 }
 
 // Options tunes retry behaviour; zero values take the defaults.

@@ -175,7 +175,7 @@ func TestReadTimeoutNeverOverlapsReads(t *testing.T) {
 			time.Sleep(700 * time.Millisecond)
 			close(release)
 		}()
-		c := runFor(t, 2*time.Second, Options{MaxBackoff: 200 * time.Millisecond},
+		c := runFor(t, 2*time.Second-time.Millisecond, Options{MaxBackoff: 200 * time.Millisecond},
 			src("hung", 100*time.Millisecond, hung), src("other", 100*time.Millisecond, other))
 		if hung.maxIn.Load() != 1 {
 			t.Errorf("%d reads ran at once on one device; want 1", hung.maxIn.Load())
