@@ -720,6 +720,23 @@ func TestRunALPNOffOn443Style(t *testing.T) {
 			t.Errorf("export line %d: %q (%v): want seq %d", i, l, err, i+1)
 		}
 	}
+	// `spool stats` counts them; `spool verify` finds every record sound.
+	st := start(t, ctx, nil, "spool", "stats", "-json", "-config", cfg).wait()
+	var stats struct {
+		Pending  int    `json:"pending_readings"`
+		Batches  int    `json:"pending_batches"`
+		Oldest   uint64 `json:"oldest_seq"`
+		Segments int    `json:"segments"`
+	}
+	if err := json.Unmarshal([]byte(st.stdout), &stats); err != nil || st.code != 0 {
+		t.Fatalf("spool stats -json: exit %d, %v\n%s%s", st.code, err, st.stdout, st.stderr)
+	}
+	if stats.Pending != taken || stats.Oldest != 1 || stats.Segments < 1 || stats.Batches < (taken+4)/5 {
+		t.Errorf("spool stats %+v; want %d pending from seq 1 in at least %d messages of 5", stats, taken, (taken+4)/5)
+	}
+	if v := start(t, ctx, nil, "spool", "verify", "-config", cfg).wait(); v.code != 0 || !strings.Contains(v.stdout, "ok") {
+		t.Errorf("spool verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
 	if n := len(srv.Messages()); n != 0 {
 		t.Errorf("the emulator accepted %d messages, want none", n)
 	}

@@ -159,10 +159,37 @@ func spoolVerify(w io.Writer, dir string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(w, rep)
+	fmt.Fprintf(w, "spool %s (incarnation %s): %d records, %d pending, %d segments\n",
+		rep.Dir, rep.Incarnation, rep.Records, rep.Pending, len(rep.Segments))
+	problem := func(what, msg string) { fmt.Fprintf(w, "  %s: %s\n", what, msg) }
+	if rep.MetaErr != "" {
+		problem("meta", rep.MetaErr)
+	}
+	if rep.CursorErr != "" {
+		problem("cursor", rep.CursorErr+" (acknowledgements lost: already-sent readings will be sent again)")
+	}
+	for _, sg := range rep.Segments {
+		status := "ok"
+		switch {
+		case sg.ReadErr != "":
+			status = "unreadable: " + sg.ReadErr
+		case sg.HeaderErr != "":
+			status = "damaged header (records recovered by their checksums): " + sg.HeaderErr
+		case sg.CorruptRegions > 0:
+			status = fmt.Sprintf("%d damaged regions (%d bytes) skipped", sg.CorruptRegions, sg.CorruptBytes)
+		case sg.TailBytes > 0:
+			status = fmt.Sprintf("%d bytes of torn tail (cut off at the next start)", sg.TailBytes)
+		}
+		fmt.Fprintf(w, "  %s: %d records, seq %d..%d, %d bytes: %s\n", sg.Name, sg.Records, sg.FirstSeq, sg.LastSeq, sg.Bytes, status)
+	}
+	for _, f := range rep.SetAside {
+		problem("set aside by an earlier recovery", f)
+	}
 	if !rep.OK() {
+		fmt.Fprintln(w, "damaged: the agent skips what it cannot read and reports it; nothing else is needed")
 		return exitError{1}
 	}
+	fmt.Fprintln(w, "ok")
 	return nil
 }
 
