@@ -233,7 +233,8 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		dropped = dropped[:batch.MaxDropped]
 	}
 	meta := batch.Meta{Device: a.cfg.DeviceID, Incarnation: a.store.Incarnation(), SentAt: now}
-	for _, d := range dropped {
+	// A reading this very message carries is not lost (see store.Ack).
+	for _, d := range withoutSeqs(dropped, b.Seqs) {
 		meta.Dropped = append(meta.Dropped, batch.Dropped{First: d.First, Last: d.Last, Count: d.Count, Reason: d.Reason.String()})
 	}
 	single := a.cfg.Publish.Format == "single"

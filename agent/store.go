@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -187,6 +188,19 @@ func (s *store) Ack(seqs []uint64) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A record the memory bound pushed out may still have been in a batch
+	// the sender held: delivered after all, so not reported as lost.
+	// (Spool ranges are kept whole: the spool acknowledges its reports by
+	// value.)
+	var mem, other []spool.DroppedRange
+	for _, d := range s.dropped {
+		if d.Reason == spool.DropMemory {
+			mem = append(mem, d)
+		} else {
+			other = append(other, d)
+		}
+	}
+	s.dropped = append(other, withoutSeqs(mem, seqs)...)
 	if len(s.mem) > 0 {
 		for _, q := range seqs {
 			if q >= s.mem[0].Seq {
@@ -261,4 +275,36 @@ func (s *store) Close() error {
 		return nil
 	}
 	return s.sp.Close()
+}
+
+// withoutSeqs removes seqs from the ranges, splitting them as needed.
+// Ranges with no seq in them are kept as they are.
+func withoutSeqs(ranges []spool.DroppedRange, seqs []uint64) []spool.DroppedRange {
+	if len(ranges) == 0 || len(seqs) == 0 {
+		return ranges
+	}
+	sorted := slices.Clone(seqs)
+	slices.Sort(sorted)
+	var out []spool.DroppedRange
+	for _, r := range ranges {
+		lo, _ := slices.BinarySearch(sorted, r.First)
+		if lo == len(sorted) || sorted[lo] > r.Last {
+			out = append(out, r)
+			continue
+		}
+		next := r.First
+		for _, q := range sorted[lo:] {
+			if q > r.Last {
+				break
+			}
+			if q > next {
+				out = append(out, spool.DroppedRange{First: next, Last: q - 1, Count: q - next, Reason: r.Reason})
+			}
+			next = q + 1
+		}
+		if next <= r.Last {
+			out = append(out, spool.DroppedRange{First: next, Last: r.Last, Count: r.Last - next + 1, Reason: r.Reason})
+		}
+	}
+	return out
 }
