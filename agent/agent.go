@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sensor-agent/sensor-agent/agent/clock"
 	"github.com/sensor-agent/sensor-agent/agent/config"
 	"github.com/sensor-agent/sensor-agent/agent/reading"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
@@ -52,6 +53,10 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// StatusInterval is how often a status line is logged (0 = 5m).
 	StatusInterval time.Duration
+	// Clock says whether the system clock is synchronised; readings taken
+	// while it is not carry "clock_synced":false. nil = clock.New, the
+	// machine's (systemd-timesyncd, else the kernel).
+	Clock clock.Source
 }
 
 // Stats are running totals, safe to read at any time.
@@ -83,6 +88,7 @@ type Agent struct {
 
 	wakeCh       chan struct{} // the writer stored something
 	head, synced atomic.Uint64
+	clockSynced  atomic.Bool // the clock's last answer, for logging changes
 
 	taken, readErrs, batches, published, pubErrs, deadLettered atomic.Int64
 
@@ -90,6 +96,11 @@ type Agent struct {
 	lastPublish time.Time
 	lastPubErr  string
 }
+
+// defaultClock is the Source when Options.Clock is nil. The package's
+// tests replace it so that what they publish does not depend on the NTP
+// state of the machine running them.
+var defaultClock = func(logger *slog.Logger) clock.Source { return clock.New(clock.Options{Logger: logger}) }
 
 // New returns an agent for cfg. It opens nothing.
 func New(cfg *config.Config, opts Options) *Agent {
@@ -104,6 +115,9 @@ func New(cfg *config.Config, opts Options) *Agent {
 	}
 	if opts.BootID == nil {
 		opts.BootID = reading.BootID
+	}
+	if opts.Clock == nil {
+		opts.Clock = defaultClock(opts.Logger.With("module", "clock"))
 	}
 	return &Agent{cfg: cfg, opts: opts, log: opts.Logger, wakeCh: make(chan struct{}, 1)}
 }
@@ -165,6 +179,7 @@ func (a *Agent) provisionPublisher() error {
 		Host: e.Host, Port: e.Port, ALPN: e.ALPN,
 		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile,
 		Timeout: e.Timeout.D(), QoS: a.cfg.Publish.QoS,
+		Proxy: e.Proxy, FallbackPort: e.FallbackPort,
 	}, a.log.With("module", "publisher"))
 	if err != nil {
 		return err
@@ -255,6 +270,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.seq == nil {
 		return errors.New("agent: Run before Provision")
 	}
+	a.logClockAtStart()
 	samples := make(chan scheduler.Sample, 1024)
 	writerDone := make(chan struct{})
 	var wg sync.WaitGroup

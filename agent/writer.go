@@ -69,11 +69,38 @@ func (a *Agent) record(s scheduler.Sample) spool.Record {
 	}
 	a.taken.Add(1) // health readings included: taken and published compare
 	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values,
-		Type: s.Type, Error: s.Error, LastSuccess: s.LastSuccess}
+		Type: s.Type, Error: s.Error, LastSuccess: s.LastSuccess, ClockUnsynced: !a.clockNow()}
 	topic := a.topics[s.Sensor]
 	data := make([]byte, 0, len(topic)+1+160)
 	data = append(append(data, topic...), '\n')
 	return spool.Record{Seq: n, Data: r.AppendJSON(data)}
+}
+
+// logClockAtStart says whether the clock is synchronised. Sampling starts
+// either way: waiting could mean waiting forever on a device without
+// network, and the readings taken meanwhile are flagged.
+func (a *Agent) logClockAtStart() {
+	synced := a.opts.Clock.Synced()
+	a.clockSynced.Store(synced)
+	if synced {
+		a.log.Info("system clock is synchronised")
+		return
+	}
+	a.log.Warn(`system clock is not synchronised yet: sampling anyway, readings carry "clock_synced":false until it is`)
+}
+
+// clockNow asks the clock whether it is synchronised (the answer is cached
+// there) and logs when that changes.
+func (a *Agent) clockNow() bool {
+	synced := a.opts.Clock.Synced()
+	if a.clockSynced.Swap(synced) != synced {
+		if synced {
+			a.log.Info("system clock synchronised: readings are no longer flagged")
+		} else {
+			a.log.Warn(`system clock no longer synchronised: readings carry "clock_synced":false`)
+		}
+	}
+	return synced
 }
 
 // SplitRecord returns a record's topic and reading JSON.

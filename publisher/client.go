@@ -57,7 +57,19 @@ type Config struct {
 	CAFile  string
 	Timeout time.Duration // per request; 0 means DefaultTimeout
 	QoS     int           // 0 or 1
+	// Proxy is an http:// or https:// proxy URL, with user:password for
+	// Basic authentication. "" means the environment's HTTPS_PROXY or
+	// https_proxy, with NO_PROXY or no_proxy (see ProxyFromEnvironment).
+	// The TLS session with AWS runs end to end through a CONNECT tunnel.
+	Proxy string
+	// FallbackPort, if not 0, is tried without ALPN (e.g. 8443) when Port
+	// cannot be reached; Port is tried again every FallbackRecheck.
+	FallbackPort int
 }
+
+// FallbackRecheck is how long the client stays on Config.FallbackPort
+// before it tries Config.Port again.
+const FallbackRecheck = 10 * time.Minute
 
 // Result describes a successful publish.
 type Result struct {
@@ -74,6 +86,9 @@ type Client struct {
 	endpoint  string // host:port
 	transport *http.Transport
 	http      *http.Client
+	certs     *certSource     // the client certificate, reloaded on rotation
+	dialer    *endpointDialer // TLS to the endpoint, direct or via a proxy
+	ports     portState       // the port fallback
 }
 
 // New loads the client certificate and trust roots and prepares the
@@ -101,20 +116,30 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	cert, err := loadKeyPair(cfg.CertFile, cfg.KeyFile)
+	if cfg.FallbackPort < 0 || cfg.FallbackPort > 65535 {
+		return nil, fmt.Errorf("publisher: fallback port %d out of range 1-65535 (0 = no fallback)", cfg.FallbackPort)
+	}
+	if cfg.FallbackPort == cfg.Port {
+		cfg.FallbackPort = 0
+	}
+	routes, err := resolveRoutes(cfg, alpn, nil, logger)
 	if err != nil {
 		return nil, err
 	}
-	warnValidity(logger, cfg.CertFile, cert.Leaf)
+	certs, err := newCertSource(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	roots, err := loadRoots(cfg.CAFile, logger)
 	if err != nil {
 		return nil, err
 	}
 	tlsCfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		ServerName:   cfg.Host,
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      roots,
+		MinVersion: tls.VersionTLS12,
+		ServerName: cfg.Host,
+		// The current pair, re-read when its files change (keys.go).
+		GetClientCertificate: certs.get,
+		RootCAs:              roots,
 		// AWS IoT does not want session resumption for certificate auth.
 		SessionTicketsDisabled: true,
 	}
@@ -126,8 +151,14 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	// The endpoint dialer does the TLS handshake itself, with tlsCfg as
+	// its template, after a CONNECT through the proxy if there is one
+	// (proxy.go): the transport's own proxy support would hide the proxy's
+	// answers behind one generic error.
+	pd := &endpointDialer{timeout: cfg.Timeout, tls: tlsCfg, routes: routes, primary: cfg.Port, log: logger}
 	tr := &http.Transport{
-		Proxy:               nil, // proxy support comes later
+		Proxy:               nil,
+		DialTLSContext:      pd.dialTLS,
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: cfg.Timeout,
@@ -142,6 +173,8 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 		log:       logger,
 		endpoint:  net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
 		transport: tr,
+		certs:     certs.watch(tr.CloseIdleConnections),
+		dialer:    pd,
 		http: &http.Client{
 			Transport: tr,
 			// AWS never redirects a publish; following one would resend
@@ -154,11 +187,37 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 // Endpoint returns host:port.
 func (c *Client) Endpoint() string { return c.endpoint }
 
-// ALPN reports whether the client offers x-amzn-http-ca.
+// ALPN reports whether the client offers x-amzn-http-ca on Config.Port.
 func (c *Client) ALPN() bool { return len(c.transport.TLSClientConfig.NextProtos) > 0 }
 
-// Close closes idle connections. In-flight publishes are not interrupted.
-func (c *Client) Close() { c.transport.CloseIdleConnections() }
+// Proxy returns the proxy URL used for Config.Port, with the password
+// redacted, and where it came from ("endpoint.proxy", "HTTPS_PROXY", ...);
+// "" when the connection is direct.
+func (c *Client) Proxy() (proxy, source string) {
+	rt := c.dialer.routeFor(c.cfg.Port)
+	if rt.proxy == nil {
+		return "", ""
+	}
+	return rt.proxy.Redacted(), rt.source
+}
+
+// ActivePort returns the port publishes currently go to: Config.Port, or
+// Config.FallbackPort while Config.Port is unreachable.
+func (c *Client) ActivePort() int {
+	c.ports.mu.Lock()
+	defer c.ports.mu.Unlock()
+	if c.ports.active == 0 {
+		return c.cfg.Port
+	}
+	return c.ports.active
+}
+
+// Close stops watching the certificate files and closes idle connections.
+// In-flight publishes are not interrupted.
+func (c *Client) Close() {
+	c.certs.close()
+	c.transport.CloseIdleConnections()
+}
 
 func resolveALPN(mode string, port int) (bool, error) {
 	switch strings.ToLower(mode) {
@@ -184,40 +243,88 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) (Res
 		return Result{}, &Error{Kind: Permanent, Topic: topic,
 			Message: fmt.Sprintf("payload is %d bytes, limit is %d: split it", len(payload), MaxPayload)}
 	}
-	res, stale, err := c.attempt(ctx, topic, payload)
-	if err != nil && stale {
-		c.log.Debug("kept-alive connection was closed by the server, reconnecting", "endpoint", c.endpoint, "err", err)
-		res, _, err = c.attempt(ctx, topic, payload)
+	if c.cfg.FallbackPort == 0 {
+		res, _, err := c.publishOn(ctx, c.cfg.Port, topic, payload)
+		return res, err
 	}
-	return res, err
+	return c.publishFallback(ctx, topic, payload)
 }
 
-// attempt makes one request. stale reports a failure on a reused connection
-// before any reply byte, which is worth one immediate retry.
-func (c *Client) attempt(parent context.Context, topic string, payload []byte) (res Result, stale bool, err error) {
+// publishOn publishes once on port, resending once on a fresh connection
+// when a kept-alive one turned out to be closed. It also says whether the
+// port was reached, or found unreachable (see publishFallback).
+func (c *Client) publishOn(ctx context.Context, port int, topic string, payload []byte) (Result, reach, error) {
+	res, info, err := c.attempt(ctx, port, topic, payload)
+	if err != nil && info.stale {
+		c.log.Debug("kept-alive connection was closed by the server, reconnecting", "endpoint", c.endpointOn(port), "err", err)
+		res, info, err = c.attempt(ctx, port, topic, payload)
+	}
+	return res, info.reach, err
+}
+
+// reach is what one attempt learnt about its port.
+type reach int
+
+const (
+	reachUnknown     reach = iota // e.g. cancelled, DNS, proxy credentials
+	reachConnected                // a TLS connection to the port was used
+	reachUnreachable              // connect failed, or the proxy will not tunnel to the port
+)
+
+type attemptInfo struct {
+	stale bool // failed on a reused connection before any reply byte
+	reach reach
+}
+
+// endpointOn returns host:port of the endpoint on port.
+func (c *Client) endpointOn(port int) string {
+	if port == c.cfg.Port {
+		return c.endpoint
+	}
+	return net.JoinHostPort(c.cfg.Host, strconv.Itoa(port))
+}
+
+// attempt makes one request to port.
+func (c *Client) attempt(parent context.Context, port int, topic string, payload []byte) (res Result, info attemptInfo, err error) {
 	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
 	defer cancel()
-	var reused, replied atomic.Bool
+	endpoint := c.endpointOn(port)
+	var reused, replied, connected atomic.Bool
 	trace := &httptrace.ClientTrace{
-		GotConn:              func(i httptrace.GotConnInfo) { reused.Store(i.Reused) },
+		GotConn: func(i httptrace.GotConnInfo) {
+			reused.Store(i.Reused)
+			connected.Store(true)
+		},
 		GotFirstResponseByte: func() { replied.Store(true) },
 	}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace),
-		http.MethodPost, "https://"+c.endpoint+"/", bytes.NewReader(payload))
+	// The dialer reports its progress here, for timeouts and the fallback.
+	progress := &dialProgress{}
+	req, err := http.NewRequestWithContext(withProgress(httptrace.WithClientTrace(ctx, trace), progress),
+		http.MethodPost, "https://"+endpoint+"/", bytes.NewReader(payload))
 	if err != nil {
-		return Result{}, false, &Error{Kind: Permanent, Topic: topic, Message: "build request", Err: err}
+		return Result{}, info, &Error{Kind: Permanent, Topic: topic, Message: "build request", Err: err}
 	}
-	req.URL = c.topicURL(topic)
+	req.URL = c.topicURL(endpoint, topic)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		stale = reused.Load() && !replied.Load() && ctx.Err() == nil && isConnDropped(err)
-		return Result{}, stale, classifyNetError(topic, c.endpoint, c.cfg.Timeout, parent, ctx, err)
+		info.stale = reused.Load() && !replied.Load() && ctx.Err() == nil && isConnDropped(err)
+		e := classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
+		if connected.Load() {
+			info.reach = reachConnected
+		} else {
+			info.reach = dialReach(parent, ctx, err, progress)
+			if st, addr, px := progress.get(); parent.Err() == nil && ctx.Err() != nil && st != stageNone && st != stageDone {
+				e.Message += ": still " + st.describe(addr, px)
+			}
+		}
+		return Result{}, info, e
 	}
+	info.reach = reachConnected
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBody))
 	if err != nil {
-		return Result{}, false, classifyNetError(topic, c.endpoint, c.cfg.Timeout, parent, ctx, err)
+		return Result{}, info, classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
 	}
 	// Drain what is left so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4*maxReplyBody))
@@ -228,13 +335,13 @@ func (c *Client) attempt(parent context.Context, topic string, payload []byte) (
 	_ = json.Unmarshal(body, &reply) // a non-JSON error page just has no fields
 	res = Result{Status: resp.StatusCode, TraceID: reply.TraceID, RequestID: resp.Header.Get("x-amzn-RequestId")}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return res, false, nil
+		return res, info, nil
 	}
 	msg := reply.Message
 	if msg == "" && !json.Valid(body) {
 		msg = strings.TrimSpace(string(body[:min(len(body), 200)]))
 	}
-	return res, false, &Error{
+	return res, info, &Error{
 		Kind:       kindForStatus(resp.StatusCode),
 		Topic:      topic,
 		Status:     resp.StatusCode,
@@ -249,11 +356,11 @@ func (c *Client) attempt(parent context.Context, topic string, payload []byte) (
 // topicURL builds https://host:port/topics/<topic as one segment>?qos=N.
 // RawPath carries the %2F escapes; url.URL only uses RawPath when it is a
 // valid encoding of Path, so fall back to Opaque (sent verbatim) otherwise.
-func (c *Client) topicURL(topic string) *url.URL {
+func (c *Client) topicURL(endpoint, topic string) *url.URL {
 	raw := "/topics/" + EscapeTopic(topic)
 	u := &url.URL{
 		Scheme:   "https",
-		Host:     c.endpoint,
+		Host:     endpoint,
 		Path:     "/topics/" + topic,
 		RawPath:  raw,
 		RawQuery: "qos=" + strconv.Itoa(c.cfg.QoS),

@@ -56,7 +56,12 @@ type Error struct {
 	Message   string // server message, or what the client was doing
 	// RetryAfter is the server's Retry-After, when it sent one.
 	RetryAfter time.Duration
-	Err        error
+	// Err is the cause: for failures before any reply, often a
+	// *ProxyError or an *InspectionError (use errors.As).
+	Err error
+
+	// detail, when set, is the whole description (both ports failed).
+	detail string
 }
 
 func (e *Error) Error() string {
@@ -64,7 +69,9 @@ func (e *Error) Error() string {
 	b.WriteString("publish ")
 	b.WriteString(e.Topic)
 	b.WriteString(": ")
-	if e.Status != 0 {
+	if e.detail != "" {
+		b.WriteString(e.detail)
+	} else if e.Status != 0 {
 		fmt.Fprintf(&b, "%d", e.Status)
 		name := e.ErrorType
 		if name == "" {
@@ -112,6 +119,9 @@ func (e *Error) hint() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// body is the description without the "publish <topic>: " prefix.
+func (e *Error) body() string { return strings.TrimPrefix(e.Error(), "publish "+e.Topic+": ") }
 
 // KindOf returns the Kind of the first *Error in err's chain. A nil error has
 // Kind 0; errors that are not *Error count as Retry, because losing data on
@@ -188,6 +198,9 @@ func classifyNetError(topic, endpoint string, timeout time.Duration, parent, att
 		invErr x509.CertificateInvalidError
 		rhErr  tls.RecordHeaderError
 		dnsErr *net.DNSError
+		pxErr  *ProxyError
+		inErr  *InspectionError
+		dlErr  *dialError
 	)
 	switch {
 	case parent.Err() != nil:
@@ -198,6 +211,13 @@ func classifyNetError(topic, endpoint string, timeout time.Duration, parent, att
 		if !errors.Is(err, context.DeadlineExceeded) {
 			e.Err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}
+	case errors.As(err, &pxErr):
+		// The proxy's answer, by meaning; it names the proxy (redacted).
+		e.Kind = pxErr.Kind()
+		e.Err = pxErr
+	case errors.As(err, &inErr):
+		e.Kind = Auth
+		e.Err = inErr
 	case errors.As(err, &hnerr):
 		e.Kind = Auth
 		e.Message = fmt.Sprintf("server certificate of %s does not match the host name", endpoint)
@@ -206,7 +226,7 @@ func classifyNetError(topic, endpoint string, timeout time.Duration, parent, att
 		e.Message = fmt.Sprintf("server certificate of %s is not valid (is the clock right?)", endpoint)
 	case errors.As(err, &uaerr), errors.As(err, &verr):
 		e.Kind = Auth
-		e.Message = fmt.Sprintf("server certificate of %s is not trusted (check the CA file)", endpoint)
+		e.Message = fmt.Sprintf("server certificate of %s is not trusted (check the CA file; or a TLS-inspecting proxy or firewall is in the way)", endpoint)
 	case errors.As(err, &rhErr):
 		e.Kind = Auth
 		e.Message = fmt.Sprintf("%s does not speak TLS (wrong port?)", endpoint)
@@ -217,6 +237,13 @@ func classifyNetError(topic, endpoint string, timeout time.Duration, parent, att
 		e.Message = fmt.Sprintf("resolve %s", endpoint)
 	case isDialError(err):
 		e.Message = fmt.Sprintf("connect to %s", endpoint)
+	case errors.As(err, &dlErr) && dlErr.stage == stageHandshake && isConnDropped(err):
+		// Not delivered: the connection never got past TLS.
+		via := ""
+		if dlErr.proxy != "" {
+			via = " through proxy " + dlErr.proxy
+		}
+		e.Message = fmt.Sprintf("connection to %s%s was closed during the TLS handshake (a firewall or proxy that filters TLS?)", endpoint, via)
 	case isConnDropped(err):
 		// The request may have been delivered: at-least-once.
 		e.Message = fmt.Sprintf("connection to %s lost before the reply", endpoint)

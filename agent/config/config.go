@@ -52,6 +52,12 @@ type Endpoint struct {
 	KeyFile  string   `yaml:"key_file"`
 	CAFile   string   `yaml:"ca_file"`
 	Timeout  Duration `yaml:"timeout"`
+	// Proxy is an http:// or https:// proxy URL, optionally with
+	// user:password; "" means HTTPS_PROXY/https_proxy and NO_PROXY.
+	Proxy string `yaml:"proxy"`
+	// FallbackPort (e.g. 8443) is tried without ALPN when Port cannot be
+	// reached; 0 = off.
+	FallbackPort int `yaml:"fallback_port"`
 }
 
 // Publish says how readings become messages.
@@ -111,7 +117,7 @@ func Defaults() Config {
 		DeviceID: host,
 		StateDir: "/var/lib/sensor-agent",
 		LogLevel: "info",
-		Endpoint: Endpoint{Port: 443, ALPN: "auto", Timeout: Duration(10 * time.Second)},
+		Endpoint: Endpoint{Port: 443, ALPN: "auto", Timeout: Duration(10 * time.Second), Proxy: "", FallbackPort: 0},
 		Publish: Publish{
 			Topic:         "sensors/{device}/{sensor}",
 			QoS:           1,
@@ -290,6 +296,12 @@ func (v *validator) endpoint(e *Endpoint) {
 	}
 	if e.Timeout <= 0 {
 		v.at("endpoint.timeout", "must be positive, e.g. 10s")
+	}
+	if _, err := publisher.ParseProxyURL(e.Proxy); err != nil { // never echoes the password
+		v.at("endpoint.proxy", "%v", err)
+	}
+	if e.FallbackPort < 0 || e.FallbackPort > 65535 || (e.FallbackPort != 0 && e.FallbackPort == e.Port) {
+		v.at("endpoint.fallback_port", "%d: want another port than endpoint.port, e.g. 8443, or 0 for no fallback", e.FallbackPort)
 	}
 }
 

@@ -215,3 +215,59 @@ func TestDriverOptionsDoNotShadowCommonKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestParseEndpointProxyAndFallback(t *testing.T) {
+	env := map[string]string{"PROXY": "http://alice:s3cr%40t@proxy.corp:3128"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	withEndpoint := func(lines string) string {
+		return strings.Replace(minimal, "  cert_file: c.pem", lines+"\n  cert_file: c.pem", 1)
+	}
+	tests := []struct {
+		name         string
+		src          string
+		wantProxy    string
+		wantFallback int
+		wantErr      []string
+	}{
+		{"defaults", minimal, "", 0, nil},
+		{"proxy from env and fallback", withEndpoint("  proxy: ${PROXY}\n  fallback_port: 8443"), env["PROXY"], 8443, nil},
+		{"https proxy", withEndpoint("  proxy: https://proxy.corp:8443"), "https://proxy.corp:8443", 0, nil},
+		{"proxy without scheme", withEndpoint("  proxy: proxy.corp:3128"), "proxy.corp:3128", 0, nil},
+		{"socks proxy", withEndpoint("  proxy: socks5://u:hunter2@proxy.corp:1080"), "", 0,
+			[]string{"c.yaml:6: endpoint.proxy:", "socks5 proxies are not supported", "u:xxxxx@proxy.corp"}},
+		{"bad proxy URL hides the password", withEndpoint("  proxy: http://u:hunter2@proxy corp:3128"), "", 0,
+			[]string{"endpoint.proxy:", "proxy URL is not valid", "http://[user:password@]host:port"}},
+		{"proxy with a path", withEndpoint("  proxy: http://u:hunter2@proxy.corp:3128/x"), "", 0,
+			[]string{"endpoint.proxy:", "no path"}},
+		{"fallback same as port", withEndpoint("  fallback_port: 443"), "", 0,
+			[]string{"c.yaml:6: endpoint.fallback_port: 443", "e.g. 8443"}},
+		{"fallback out of range", withEndpoint("  fallback_port: 70000"), "", 0, []string{"endpoint.fallback_port: 70000"}},
+		{"fallback negative", withEndpoint("  fallback_port: -1"), "", 0, []string{"endpoint.fallback_port: -1"}},
+		{"fallback wrong type", withEndpoint("  fallback_port: auto"), "", 0, []string{"endpoint.fallback_port:", "wrong type"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("c.yaml", []byte(tt.src), lookup)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Endpoint.Proxy != tt.wantProxy || c.Endpoint.FallbackPort != tt.wantFallback {
+					t.Errorf("proxy %q fallback_port %d, want %q and %d", c.Endpoint.Proxy, c.Endpoint.FallbackPort, tt.wantProxy, tt.wantFallback)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows the proxy password", err)
+			}
+		})
+	}
+}

@@ -25,6 +25,10 @@ type Reading struct {
 	// LastSuccess is, on a health reading, the time of the sensor's last
 	// good read (zero: none yet).
 	LastSuccess time.Time
+	// ClockUnsynced marks a reading taken before the system clock was
+	// synchronised: its time may be far off (a Pi has no RTC). Encoded as
+	// "clock_synced":false; absent when synchronised, to keep messages small.
+	ClockUnsynced bool
 }
 
 // Health is the Type of a health reading.
@@ -40,7 +44,8 @@ func AppendTime(b []byte, t time.Time) []byte {
 }
 
 // AppendJSON appends the reading as a JSON object:
-// {"seq":1,"sensor":"x","time":"...","values":{"a":1}}. Value names are
+// {"seq":1,"sensor":"x","time":"...","values":{"a":1}}, with
+// "clock_synced":false after "time" when ClockUnsynced. Value names are
 // sorted so the encoding is stable. Hand-written because it is the agent's
 // hot path; TestAppendJSONMatchesEncodingJSON keeps it honest.
 func (r *Reading) AppendJSON(b []byte) []byte {
@@ -70,7 +75,11 @@ func (r *Reading) appendRest(b []byte) []byte {
 	}
 	b = append(b, `,"time":"`...)
 	b = AppendTime(b, r.Time)
-	b = append(b, `","values":{`...)
+	b = append(b, '"')
+	if r.ClockUnsynced {
+		b = append(b, `,"clock_synced":false`...)
+	}
+	b = append(b, `,"values":{`...)
 	var keys [8]string
 	names := keys[:0]
 	for k := range r.Values {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,30 @@ func TestAppendJSONHealth(t *testing.T) {
 	want := `{"seq":9,"sensor":"s","type":"health","time":"1970-01-01T00:00:00.000Z","values":{"consecutive_errors":3,"healthy":0},"error":"read: \"remote I/O error\"","last_success":"1969-12-31T23:59:00.000Z"}`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestAppendJSONClockUnsynced(t *testing.T) {
+	r := Reading{Seq: 3, Sensor: "s", Time: time.Unix(0, 0), Values: sensors.Values{"level": 1}, ClockUnsynced: true}
+	want := `{"seq":3,"sensor":"s","time":"1970-01-01T00:00:00.000Z","clock_synced":false,"values":{"level":1}}`
+	if got := string(r.AppendJSON(nil)); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	want = `{"device":"pi-1","seq":3,"sensor":"s","time":"1970-01-01T00:00:00.000Z","clock_synced":false,"values":{"level":1}}`
+	if got := string(r.AppendJSONWithDevice(nil, "pi-1")); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	var decoded struct {
+		ClockSynced *bool `json:"clock_synced"`
+	}
+	if err := json.Unmarshal(r.AppendJSON(nil), &decoded); err != nil || decoded.ClockSynced == nil || *decoded.ClockSynced {
+		t.Errorf("decoded clock_synced = %v, %v; want false", decoded.ClockSynced, err)
+	}
+	// Synchronised: the field is absent (TestAppendJSONWithDevice and
+	// TestAppendJSONHealth pin the exact bytes).
+	r.ClockUnsynced = false
+	if got := string(r.AppendJSON(nil)); strings.Contains(got, "clock_synced") {
+		t.Errorf("synchronised reading carries the flag: %s", got)
 	}
 }
 

@@ -30,7 +30,8 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	failed := 0
 	e := cfg.Endpoint
 	c, err := publisher.New(publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN,
-		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS},
+		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS,
+		Proxy: e.Proxy, FallbackPort: e.FallbackPort},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		failed++

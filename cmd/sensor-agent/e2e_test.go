@@ -404,17 +404,20 @@ type wireReading struct {
 	Seq         uint64             `json:"seq"`
 	Sensor      string             `json:"sensor"`
 	Time        string             `json:"time"`
+	ClockSynced *bool              `json:"clock_synced"` // false before the clock is synchronised, else absent
 	Values      map[string]float64 `json:"values"`
 }
 
 // batchReading is a reading inside a batch: no device field allowed.
 type batchReading struct {
-	Seq    uint64             `json:"seq"`
-	Sensor string             `json:"sensor"`
-	Type   string             `json:"type"` // "health" or absent
-	Time   string             `json:"time"`
-	Values map[string]float64 `json:"values"`
-	Error  string             `json:"error"`
+	Seq         uint64             `json:"seq"`
+	Sensor      string             `json:"sensor"`
+	Type        string             `json:"type"` // "health" or absent
+	Time        string             `json:"time"`
+	ClockSynced *bool              `json:"clock_synced"` // false before the clock is synchronised, else absent
+	Values      map[string]float64 `json:"values"`
+	Error       string             `json:"error"`
+	LastSuccess string             `json:"last_success"` // on health readings
 }
 
 type wireBatch struct {

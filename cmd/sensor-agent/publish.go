@@ -26,9 +26,10 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	cert := fs.String("cert", "", "device certificate file, with -host")
 	key := fs.String("key", "", "private key file, with -host")
 	ca := fs.String("ca", "", "extra CA file, with -host")
+	proxy := fs.String("proxy", "", "proxy URL, http://[user:password@]host:port or https://... (default: the config's endpoint.proxy, else HTTPS_PROXY)")
 	retries := fs.Int("retries", 3, "attempts for retryable errors")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sensor-agent publish -topic TOPIC [-config FILE | -host H -cert C -key K] [MESSAGE | -]")
+		fmt.Fprintln(stderr, "usage: sensor-agent publish -topic TOPIC [-config FILE | -host H -cert C -key K] [-proxy URL] [MESSAGE | -]")
 		fmt.Fprintln(stderr, "The message is the argument, or standard input when it is - or absent.")
 		fs.PrintDefaults()
 	}
@@ -53,7 +54,10 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		e := cfg.Endpoint
 		pc = publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN, CertFile: e.CertFile, KeyFile: e.KeyFile,
-			CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS}
+			CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS, Proxy: e.Proxy, FallbackPort: e.FallbackPort}
+	}
+	if *proxy != "" {
+		pc.Proxy = *proxy
 	}
 	if *qos >= 0 {
 		pc.QoS = *qos

@@ -48,6 +48,8 @@ type PKI struct {
 	CAPool *x509.CertPool
 	Server tls.Certificate
 	Device tls.Certificate
+
+	issuer *authority // the CA with its key; nil when loaded from Dir
 }
 
 // NewPKI loads the PKI from dir, or generates it and writes it there when
@@ -190,7 +192,7 @@ func generatePKI(dir string) (*PKI, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &PKI{Dir: dir, CA: ca.cert, CAPool: x509.NewCertPool(), Server: server.pair, Device: device.pair}
+	p := &PKI{Dir: dir, CA: ca.cert, CAPool: x509.NewCertPool(), Server: server.pair, Device: device.pair, issuer: ca}
 	p.CAPool.AddCert(ca.cert)
 	if dir == "" {
 		return p, nil
