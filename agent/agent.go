@@ -273,6 +273,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.logClockAtStart()
 	samples := make(chan scheduler.Sample, 1024)
 	writerDone := make(chan struct{})
+	snd := newSender(a) // before the writer: what is stored now is backlog
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(samples)
@@ -305,7 +306,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	})
-	a.sendLoop(ctx, writerDone)
+	a.sendLoop(ctx, snd, writerDone)
 	stopStatus()
 	wg.Wait()
 	a.logStatus()

@@ -66,8 +66,10 @@ func newSender(a *Agent) *sender {
 // sendLoop runs until ctx is cancelled (then makes one last attempt per
 // live batch within ShutdownTimeout) or, with ExitWhenIdle, until the
 // writer has finished and nothing is left to send.
-func (a *Agent) sendLoop(ctx context.Context, writerDone <-chan struct{}) {
-	s := newSender(a)
+//
+// s must be made (newSender) before the writer starts: what is stored at
+// that moment is the backlog, the rest is live.
+func (a *Agent) sendLoop(ctx context.Context, s *sender, writerDone <-chan struct{}) {
 	drain, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.opts.ShutdownTimeout, cancel) })
@@ -321,6 +323,16 @@ func (s *sender) final(drain context.Context, writerDone <-chan struct{}) {
 		if len(s.ready) >= n || s.outage {
 			break // it failed: no retries at shutdown
 		}
+	}
+	// Time left: the backlog too, oldest first, still without retries.
+	for !s.outage && drain.Err() == nil {
+		if len(s.backlog) == 0 {
+			s.refillBacklog()
+		}
+		if len(s.backlog) == 0 {
+			break
+		}
+		s.send(drain, &s.backlog[0], true)
 	}
 	if left := s.a.store.PendingCount(); left > 0 {
 		s.a.log.Info("shutting down with readings not yet published: they remain in the spool and are sent after the next start",
