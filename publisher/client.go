@@ -328,20 +328,27 @@ func (c *Client) attempt(parent context.Context, port int, topic string, payload
 	}
 	// Drain what is left so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4*maxReplyBody))
+	res, err = replyResult(resp, body, topic)
+	return res, info, err
+}
+
+// replyResult turns AWS's reply (its body read) into a Result, or an
+// *Error for a status that is not 2xx.
+func replyResult(resp *http.Response, body []byte, topic string) (Result, error) {
 	var reply struct {
 		Message string `json:"message"`
 		TraceID string `json:"traceId"`
 	}
 	_ = json.Unmarshal(body, &reply) // a non-JSON error page just has no fields
-	res = Result{Status: resp.StatusCode, TraceID: reply.TraceID, RequestID: resp.Header.Get("x-amzn-RequestId")}
+	res := Result{Status: resp.StatusCode, TraceID: reply.TraceID, RequestID: resp.Header.Get("x-amzn-RequestId")}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return res, info, nil
+		return res, nil
 	}
 	msg := reply.Message
 	if msg == "" && !json.Valid(body) {
 		msg = strings.TrimSpace(string(body[:min(len(body), 200)]))
 	}
-	return res, info, &Error{
+	return res, &Error{
 		Kind:       kindForStatus(resp.StatusCode),
 		Topic:      topic,
 		Status:     resp.StatusCode,

@@ -393,6 +393,7 @@ type dialProgress struct {
 	stage stage
 	addr  string
 	proxy string
+	at    time.Time // when stage was entered (diagnose.go times the links)
 }
 
 type progressKey struct{}
@@ -406,7 +407,7 @@ func (p *dialProgress) set(s stage, addr, proxy string) {
 		return
 	}
 	p.mu.Lock()
-	p.stage, p.addr, p.proxy = s, addr, proxy
+	p.stage, p.addr, p.proxy, p.at = s, addr, proxy, time.Now()
 	p.mu.Unlock()
 }
 
@@ -475,8 +476,11 @@ func (d *endpointDialer) dialTLS(ctx context.Context, network, addr string) (net
 	port, _ := strconv.Atoi(portStr)
 	rt := d.routeFor(port)
 	progress, _ := ctx.Value(progressKey{}).(*dialProgress)
-	// The transport's dial context has no deadline of its own.
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	// The transport's dial context has no deadline of its own. Give it a
+	// little more than the request's, so a slow proxy is reported by the
+	// request's deadline (which names the stage it was stuck in) rather
+	// than by whichever of two equal timers fires first.
+	ctx, cancel := context.WithTimeout(ctx, d.timeout+d.timeout/2)
 	defer cancel()
 
 	var conn net.Conn

@@ -1,35 +1,25 @@
 package publisher_test
 
 // Integration tests of the proxy path with real proxies from Debian (squid
-// with Basic authentication, tinyproxy) and proxies written here (a
+// with Basic authentication, tinyproxy) and proxies written in Go (a
 // programmable CONNECT proxy and a TLS-inspecting man in the middle), all on
-// loopback, against the emulator. Missing tools fail the tests under
-// CI=true (CI must install the Debian packages squid and tinyproxy) and
-// skip them elsewhere.
+// loopback, against the emulator; publisher/proxytest runs them. Missing
+// tools fail the tests under CI=true (CI must install the Debian packages
+// squid and tinyproxy) and skip them elsewhere.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/md5"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -42,9 +32,10 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
+	"github.com/sensor-agent/sensor-agent/publisher/proxytest"
 )
 
-// ---- helpers: logs, ports, processes ----
+// ---- helpers: logs, ports ----
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
 type syncBuffer struct {
@@ -89,38 +80,6 @@ func secretsOf(user, pass string) []string {
 		base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
 }
 
-// needTool finds a program. Missing, it fails the test under CI=true, where
-// CI must install pkg, and skips it elsewhere.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/usr/lib/squid"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("%s not found: install the Debian package %s", name, pkg)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI must)")
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 func portOf(t *testing.T, addr string) int {
 	t.Helper()
 	_, p, err := net.SplitHostPort(addr)
@@ -134,469 +93,11 @@ func portOf(t *testing.T, addr string) int {
 	return n
 }
 
-// runProxy starts a proxy in the foreground and returns once it accepts
-// connections on addr. It is stopped (SIGTERM, then SIGKILL) at cleanup;
-// its output is logged if the test failed.
-func runProxy(t *testing.T, addr, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-done:
-		default:
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(name), out)
-		}
-	})
-	// Poll the port: a bounded retry loop waiting for the external process.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not accept connections on %s after 30s: %v\n%s", name, addr, err, out)
-		}
-		select {
-		case <-done:
-			t.Fatalf("%s exited before listening on %s: %v\n%s", name, addr, waitErr, out)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// ---- squid ----
-
-type squidOpts struct {
-	users      map[string]string // Basic authentication when not nil
-	allowPorts []int             // CONNECT is allowed to these ports only
-	tlsPair    [2]string         // certificate and key files: also serve https_port
-}
-
-type squidProxy struct {
-	addr, tlsAddr string
-}
-
-// startSquid runs squid from a generated squid.conf: http_port (and
-// https_port) on loopback, no cache, CONNECT only to allowPorts, Basic
-// authentication against an htpasswd file when users are given.
-func startSquid(t *testing.T, o squidOpts) squidProxy {
-	t.Helper()
-	squid := needTool(t, "squid", "squid")
-	helper := "/usr/lib/squid/basic_ncsa_auth"
-	if o.users != nil {
-		if _, err := os.Stat(helper); err != nil {
-			needTool(t, "basic_ncsa_auth", "squid")
-		}
-	}
-	// Run as root, squid drops to the user "proxy": its directory must be
-	// reachable by that user, which t.TempDir's parent is not.
-	dir, err := os.MkdirTemp("", "squid-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	sp := squidProxy{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	var conf strings.Builder
-	fmt.Fprintf(&conf, "visible_hostname squid-test\nhttp_port %s\n", sp.addr)
-	if o.tlsPair[0] != "" {
-		cert, err := os.ReadFile(o.tlsPair[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := os.ReadFile(o.tlsPair[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp.tlsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		fmt.Fprintf(&conf, "https_port %s tls-cert=%s tls-key=%s\n", sp.tlsAddr, write("proxy.pem", cert), write("proxy.key", key))
-	}
-	ports := make([]string, len(o.allowPorts))
-	for i, p := range o.allowPorts {
-		ports[i] = strconv.Itoa(p)
-	}
-	fmt.Fprintf(&conf, `pid_filename %[1]s/squid.pid
-cache_log %[1]s/cache.log
-access_log stdio:%[1]s/access.log
-coredump_dir %[1]s
-cache deny all
-cache_mem 8 MB
-netdb_filename none
-pinger_enable off
-icp_port 0
-htcp_port 0
-shutdown_lifetime 0 seconds
-acl SSL_ports port %[2]s
-acl CONNECT method CONNECT
-http_access deny CONNECT !SSL_ports
-`, dir, strings.Join(ports, " "))
-	if o.users != nil {
-		var htpasswd strings.Builder
-		for user, pass := range o.users {
-			fmt.Fprintf(&htpasswd, "%s:%s\n", user, apr1(pass, "sEnS0r42"))
-		}
-		fmt.Fprintf(&conf, `auth_param basic program %s %s
-auth_param basic children 2 startup=1 idle=1
-auth_param basic realm sensor-agent test
-acl authed proxy_auth REQUIRED
-http_access deny !authed
-`, helper, write("htpasswd", []byte(htpasswd.String())))
-	}
-	conf.WriteString("http_access allow localhost\nhttp_access deny all\n")
-	confFile := write("squid.conf", []byte(conf.String()))
-	runProxy(t, sp.addr, squid, "-N", "-d", "1", "-f", confFile)
-	if sp.tlsAddr != "" {
-		runProxyReady(t, sp.tlsAddr)
-	}
-	return sp
-}
-
-// runProxyReady waits for a second port of a proxy already started.
-func runProxyReady(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing accepts connections on %s: %v", addr, err)
-		}
-		<-time.After(20 * time.Millisecond)
-	}
-}
-
-// apr1 is Apache's MD5-based password hash ("$apr1$"), which squid's
-// basic_ncsa_auth accepts, so that no htpasswd program is needed.
-func apr1(password, salt string) string {
-	const magic = "$apr1$"
-	pw := []byte(password)
-	alt := md5.Sum(slices.Concat(pw, []byte(salt), pw))
-	h := md5.New()
-	h.Write(pw)
-	h.Write([]byte(magic + salt))
-	for i := len(pw); i > 0; i -= 16 {
-		h.Write(alt[:min(16, i)])
-	}
-	for i := len(pw); i > 0; i >>= 1 {
-		if i&1 != 0 {
-			h.Write([]byte{0})
-		} else {
-			h.Write(pw[:1])
-		}
-	}
-	final := h.Sum(nil)
-	for i := range 1000 {
-		r := md5.New()
-		if i&1 != 0 {
-			r.Write(pw)
-		} else {
-			r.Write(final)
-		}
-		if i%3 != 0 {
-			r.Write([]byte(salt))
-		}
-		if i%7 != 0 {
-			r.Write(pw)
-		}
-		if i&1 != 0 {
-			r.Write(final)
-		} else {
-			r.Write(pw)
-		}
-		final = r.Sum(nil)
-	}
-	const itoa64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	var out []byte
-	enc := func(v uint32, n int) {
-		for ; n > 0; n-- {
-			out = append(out, itoa64[v&0x3f])
-			v >>= 6
-		}
-	}
-	f := func(i int) uint32 { return uint32(final[i]) }
-	enc(f(0)<<16|f(6)<<8|f(12), 4)
-	enc(f(1)<<16|f(7)<<8|f(13), 4)
-	enc(f(2)<<16|f(8)<<8|f(14), 4)
-	enc(f(3)<<16|f(9)<<8|f(15), 4)
-	enc(f(4)<<16|f(10)<<8|f(5), 4)
-	enc(f(11), 2)
-	return magic + salt + "$" + string(out)
-}
-
 func TestAPR1(t *testing.T) {
 	// From `htpasswd -nbm alice 's3cr3t:pw'` (apache2-utils).
-	if got, want := apr1("s3cr3t:pw", "scWZY/a0"), "$apr1$scWZY/a0$Y3IOm1LrT0D9NmWoLlJt5."; got != want {
+	if got, want := proxytest.APR1("s3cr3t:pw", "scWZY/a0"), "$apr1$scWZY/a0$Y3IOm1LrT0D9NmWoLlJt5."; got != want {
 		t.Errorf("apr1 = %s, want %s", got, want)
 	}
-}
-
-// ---- tinyproxy ----
-
-// startTinyproxy runs tinyproxy in the foreground, allowing CONNECT to
-// connectPorts only.
-func startTinyproxy(t *testing.T, connectPorts ...int) string {
-	t.Helper()
-	bin := needTool(t, "tinyproxy", "tinyproxy")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	var conf strings.Builder
-	fmt.Fprintf(&conf, "Port %d\nListen 127.0.0.1\nTimeout 30\nMaxClients 20\nLogLevel Info\nAllow 127.0.0.1\n", portOf(t, addr))
-	for _, p := range connectPorts {
-		fmt.Fprintf(&conf, "ConnectPort %d\n", p)
-	}
-	file := filepath.Join(t.TempDir(), "tinyproxy.conf")
-	if err := os.WriteFile(file, []byte(conf.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	runProxy(t, addr, bin, "-d", "-c", file)
-	return addr
-}
-
-// ---- a programmable CONNECT proxy, and a TLS-inspecting one ----
-
-type fakeProxy struct {
-	ln net.Listener
-	// answer decides the status for a CONNECT target; nil: 200.
-	answer func(target string) int
-	// silent proxies read CONNECT and never answer.
-	silent bool
-	// mitm, when set, terminates the client's TLS with this certificate
-	// and forwards over a TLS session of its own, like a TLS-inspecting
-	// proxy.
-	mitm *tls.Certificate
-
-	// mitmResults receives the outcome of each client handshake of mitm.
-	mitmResults chan mitmResult
-
-	mu      sync.Mutex
-	targets []string // CONNECT targets, in order
-	auth    []string // their Proxy-Authorization headers
-	conns   map[net.Conn]bool
-	wg      sync.WaitGroup
-}
-
-type mitmResult struct {
-	clientCerts int   // certificates the client presented
-	err         error // the client-side handshake's error
-}
-
-func startFakeProxy(t *testing.T, p *fakeProxy) *fakeProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.ln, p.conns, p.mitmResults = ln, map[net.Conn]bool{}, make(chan mitmResult, 10)
-	p.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			p.conns[c] = true
-			p.mu.Unlock()
-			p.wg.Go(func() { p.serve(c) })
-		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		p.mu.Lock()
-		for c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *fakeProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *fakeProxy) track(c net.Conn) {
-	p.mu.Lock()
-	p.conns[c] = true
-	p.mu.Unlock()
-}
-
-func (p *fakeProxy) Targets() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.targets)
-}
-
-func (p *fakeProxy) serve(c net.Conn) {
-	defer c.Close()
-	br := bufio.NewReader(c)
-	req, err := http.ReadRequest(br)
-	if err != nil {
-		return
-	}
-	p.mu.Lock()
-	p.targets = append(p.targets, req.Host)
-	p.auth = append(p.auth, req.Header.Get("Proxy-Authorization"))
-	p.mu.Unlock()
-	if p.silent {
-		_, _ = io.Copy(io.Discard, br)
-		return
-	}
-	status := http.StatusOK
-	if p.answer != nil {
-		status = p.answer(req.Host)
-	}
-	if req.Method != http.MethodConnect {
-		status = http.StatusMethodNotAllowed
-	}
-	if status != http.StatusOK {
-		fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status, http.StatusText(status))
-		return
-	}
-	// Dial the target's port on loopback (the host may be a name that
-	// does not resolve here, such as an AWS endpoint).
-	_, port, _ := net.SplitHostPort(req.Host)
-	dial := func() (net.Conn, bool) {
-		up, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
-		if err != nil {
-			return nil, false
-		}
-		p.track(up)
-		return up, true
-	}
-	if p.mitm == nil {
-		up, ok := dial()
-		if !ok {
-			fmt.Fprintf(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-			return
-		}
-		defer up.Close()
-		fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		pipe(c, io.MultiReader(br, c), up)
-		return
-	}
-	fmt.Fprintf(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-	{
-		var offered []string
-		tc := tls.Server(c, &tls.Config{
-			Certificates: []tls.Certificate{*p.mitm},
-			ClientAuth:   tls.RequestClientCert,
-			GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-				offered = slices.Clone(h.SupportedProtos)
-				return nil, nil
-			},
-			NextProtos: []string{publisher.ALPNProtocol, "http/1.1"},
-		})
-		err := tc.Handshake()
-		p.mitmResults <- mitmResult{clientCerts: len(tc.ConnectionState().PeerCertificates), err: err}
-		if err != nil {
-			return
-		}
-		up, ok := dial()
-		if !ok {
-			return
-		}
-		defer up.Close()
-		// The inspecting side's own session to the server: it has no
-		// device certificate to present.
-		us := tls.Client(up, &tls.Config{InsecureSkipVerify: true, NextProtos: offered})
-		if err := us.Handshake(); err != nil {
-			return
-		}
-		pipe(tc, tc, us)
-	}
-}
-
-// pipe copies between a client (read through r) and a server until either
-// side is done.
-func pipe(client net.Conn, r io.Reader, server net.Conn) {
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(server, r); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(client, server); done <- struct{}{} }()
-	<-done
-}
-
-// inspectionCA makes a CA like a TLS-inspecting proxy's and a certificate
-// from it for the given names, written to dir as PEM files.
-func inspectionCA(t *testing.T, dir string, names ...string) (leaf tls.Certificate, caFile string) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Corp Inspection CA", Organization: []string{"Example Corp"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile = filepath.Join(dir, "inspection-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}, caFile
 }
 
 // ---- configuration through a proxy ----
@@ -699,17 +200,18 @@ func runProxyCase(t *testing.T, s *iotemu.Server, tt proxyCase, secrets []string
 func TestProxySquidBasicAuth(t *testing.T) {
 	t.Parallel() // squid takes 2 s to shut down: overlap them
 	s := startEmu(t, iotemu.Options{})
-	alpnPort, plainPort, deadPort := portOf(t, s.ALPNAddr()), portOf(t, s.PlainAddr()), freePort(t)
+	alpnPort, plainPort, deadPort := portOf(t, s.ALPNAddr()), portOf(t, s.PlainAddr()), proxytest.FreePort(t)
 	const user, pass = "alice", "p@ss:w0rd%"
 	pki := s.PKI()
-	sq := startSquid(t, squidOpts{
-		users:      map[string]string{user: pass},
-		allowPorts: []int{alpnPort, plainPort, deadPort},
-		tlsPair:    [2]string{pki.Path(iotemu.ServerCertFile), pki.Path(iotemu.ServerKeyFile)},
+	sq := proxytest.StartSquid(t, proxytest.SquidOptions{
+		Users:      map[string]string{user: pass},
+		AllowPorts: []int{alpnPort, plainPort, deadPort},
+		TLSCert:    pki.Path(iotemu.ServerCertFile),
+		TLSKey:     pki.Path(iotemu.ServerKeyFile),
 	})
 	cred := url.UserPassword(user, pass).String() + "@"
-	right := "http://" + cred + sq.addr
-	redacted := "http://alice:xxxxx@" + sq.addr
+	right := "http://" + cred + sq.Addr
+	redacted := "http://alice:xxxxx@" + sq.Addr
 	secrets := append(secretsOf(user, pass), "Wr0ng-Pa55")
 	dead := viaProxy(t, s, iotemu.ListenerALPN, "on", right)
 	dead.Port = deadPort
@@ -718,26 +220,26 @@ func TestProxySquidBasicAuth(t *testing.T) {
 			wantOK: true, listener: iotemu.ListenerALPN, wantOffer: []string{publisher.ALPNProtocol}},
 		{name: "right credentials, 8443-style without ALPN", cfg: viaProxy(t, s, iotemu.ListenerPlain, "off", right),
 			wantOK: true, listener: iotemu.ListenerPlain},
-		{name: "right credentials, https:// proxy", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "https://"+cred+sq.tlsAddr),
+		{name: "right credentials, https:// proxy", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "https://"+cred+sq.TLSAddr),
 			wantOK: true, listener: iotemu.ListenerALPN, wantOffer: []string{publisher.ALPNProtocol}},
-		{name: "wrong password", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://alice:Wr0ng-Pa55@"+sq.addr),
+		{name: "wrong password", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://alice:Wr0ng-Pa55@"+sq.Addr),
 			wantReason: publisher.ProxyAuthRejected, wantKind: publisher.Auth,
 			wantErr: []string{"proxy " + redacted + " (from endpoint.proxy) rejected the credentials of user \"alice\" (407 Proxy Authentication Required, offers Basic)", "check the user name and password"}},
-		{name: "unknown user", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://bob:"+url.PathEscape(pass)+"@"+sq.addr),
+		{name: "unknown user", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://bob:"+url.PathEscape(pass)+"@"+sq.Addr),
 			wantReason: publisher.ProxyAuthRejected, wantKind: publisher.Auth, wantErr: []string{`rejected the credentials of user "bob"`}},
-		{name: "no credentials", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+sq.addr),
+		{name: "no credentials", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+sq.Addr),
 			wantReason: publisher.ProxyAuthRequired, wantKind: publisher.Auth,
-			wantErr: []string{"proxy http://" + sq.addr + " (from endpoint.proxy) requires authentication (407 Proxy Authentication Required, offers Basic)",
+			wantErr: []string{"proxy http://" + sq.Addr + " (from endpoint.proxy) requires authentication (407 Proxy Authentication Required, offers Basic)",
 				"no credentials were given", "http://USER:PASSWORD@host:port"}},
 		{name: "proxy cannot reach the endpoint", cfg: dead,
 			wantReason: publisher.ProxyUpstreamFailed, wantKind: publisher.Retry,
 			wantErr: []string{fmt.Sprintf("proxy %s (from endpoint.proxy) cannot reach localhost:%d (503 Service Unavailable, ERR_CONNECT_FAIL", redacted, deadPort)}},
-		{name: "https:// given for the http port", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "https://"+cred+sq.addr),
+		{name: "https:// given for the http port", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "https://"+cred+sq.Addr),
 			wantReason: publisher.ProxyTLSFailed, wantKind: publisher.Auth,
-			wantErr: []string{"proxy https://alice:xxxxx@" + sq.addr + " (from endpoint.proxy): TLS with the proxy failed", "is it an http:// proxy?"}},
-		{name: "http:// given for the https port", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+cred+sq.tlsAddr),
+			wantErr: []string{"proxy https://alice:xxxxx@" + sq.Addr + " (from endpoint.proxy): TLS with the proxy failed", "is it an http:// proxy?"}},
+		{name: "http:// given for the https port", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+cred+sq.TLSAddr),
 			wantReason: publisher.ProxyProtocol, wantKind: publisher.Auth,
-			wantErr: []string{"proxy http://alice:xxxxx@" + sq.tlsAddr + " (from endpoint.proxy) did not answer CONNECT like an HTTP proxy"}},
+			wantErr: []string{"proxy http://alice:xxxxx@" + sq.TLSAddr + " (from endpoint.proxy) did not answer CONNECT like an HTTP proxy"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { runProxyCase(t, s, tt, secrets) })
@@ -748,8 +250,8 @@ func TestProxyTinyproxy(t *testing.T) {
 	t.Parallel()
 	s := startEmu(t, iotemu.Options{})
 	alpnPort, plainPort := portOf(t, s.ALPNAddr()), portOf(t, s.PlainAddr())
-	deadPort, forbiddenPort := freePort(t), freePort(t)
-	addr := startTinyproxy(t, alpnPort, plainPort, deadPort)
+	deadPort, forbiddenPort := proxytest.FreePort(t), proxytest.FreePort(t)
+	addr := proxytest.StartTinyproxy(t, alpnPort, plainPort, deadPort).Addr
 	proxy := "http://" + addr
 	dead := viaProxy(t, s, iotemu.ListenerALPN, "on", proxy)
 	dead.Port = deadPort
@@ -777,8 +279,8 @@ func TestProxyForbids443(t *testing.T) {
 	t.Parallel() // squid takes 2 s to shut down: overlap them
 	s := startEmu(t, iotemu.Options{})
 	alpnPort, plainPort := portOf(t, s.ALPNAddr()), portOf(t, s.PlainAddr())
-	sq := startSquid(t, squidOpts{allowPorts: []int{plainPort}})
-	proxy := "http://" + sq.addr
+	sq := proxytest.StartSquid(t, proxytest.SquidOptions{AllowPorts: []int{plainPort}})
+	proxy := "http://" + sq.Addr
 
 	t.Run("no fallback", func(t *testing.T) {
 		runProxyCase(t, s, proxyCase{name: "forbidden", cfg: viaProxy(t, s, iotemu.ListenerALPN, "on", proxy),
@@ -824,13 +326,13 @@ func TestFallbackRecheck(t *testing.T) {
 	alpnPort, plainPort := portOf(t, s.ALPNAddr()), portOf(t, s.PlainAddr())
 	var blocked atomic.Bool
 	blocked.Store(true)
-	fp := startFakeProxy(t, &fakeProxy{answer: func(target string) int {
+	fp := proxytest.StartProxy(t, proxytest.ProxyOptions{Answer: func(target string) int {
 		if blocked.Load() && strings.HasSuffix(target, ":"+strconv.Itoa(alpnPort)) {
 			return http.StatusForbidden
 		}
 		return http.StatusOK
 	}})
-	cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+fp.addr())
+	cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+fp.Addr())
 	cfg.FallbackPort = plainPort
 	c, logs := newLoggedClient(t, cfg)
 	var mu sync.Mutex
@@ -961,7 +463,7 @@ func TestProxyTLSInspection(t *testing.T) {
 	const awsHost = "abc123-ats.iot.us-west-2.amazonaws.com"
 	s := startEmu(t, iotemu.Options{})
 	dir := t.TempDir()
-	leaf, inspectionCAFile := inspectionCA(t, dir, "localhost", "127.0.0.1", awsHost)
+	leaf, inspectionCAFile := proxytest.InspectionCA(t, dir, "localhost", "127.0.0.1", awsHost)
 	// A trust store that includes the inspection CA, as on a managed host.
 	emuCA, err := os.ReadFile(s.PKI().Path(iotemu.CAFile))
 	if err != nil {
@@ -993,8 +495,8 @@ func TestProxyTLSInspection(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fp := startFakeProxy(t, &fakeProxy{mitm: &leaf})
-			cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+fp.addr())
+			fp := proxytest.StartMITM(t, leaf)
+			cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+fp.Addr())
 			cfg.Host = tt.host
 			if tt.caFile != "" {
 				cfg.CAFile = tt.caFile
@@ -1027,9 +529,9 @@ func TestProxyTLSInspection(t *testing.T) {
 				t.Errorf("the emulator saw %d connections, want 0", n)
 			}
 			select {
-			case r := <-fp.mitmResults:
-				if r.err == nil || r.clientCerts != 0 {
-					t.Errorf("the MITM's handshake ended with %v and %d client certificates: want it aborted before the device certificate was sent", r.err, r.clientCerts)
+			case r := <-fp.MITMResults():
+				if r.Err == nil || r.ClientCerts != 0 {
+					t.Errorf("the MITM's handshake ended with %v and %d client certificates: want it aborted before the device certificate was sent", r.Err, r.ClientCerts)
 				}
 			case <-time.After(10 * time.Second):
 				t.Error("the MITM never finished its handshake with the client")
@@ -1040,7 +542,7 @@ func TestProxyTLSInspection(t *testing.T) {
 
 func TestProxyUnreachable(t *testing.T) {
 	s := startEmu(t, iotemu.Options{})
-	port := freePort(t)
+	port := proxytest.FreePort(t)
 	cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", fmt.Sprintf("http://alice:hunter2@127.0.0.1:%d", port))
 	cfg.FallbackPort = portOf(t, s.PlainAddr()) // no help: the proxy is the broken link
 	c, logs := newLoggedClient(t, cfg)
@@ -1061,13 +563,13 @@ func TestProxyUnreachable(t *testing.T) {
 
 func TestProxySilentNamesTheStage(t *testing.T) {
 	s := startEmu(t, iotemu.Options{})
-	fp := startFakeProxy(t, &fakeProxy{silent: true})
-	cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+fp.addr())
+	fp := proxytest.StartProxy(t, proxytest.ProxyOptions{Silent: true})
+	cfg := viaProxy(t, s, iotemu.ListenerALPN, "on", "http://"+fp.Addr())
 	cfg.Timeout = 300 * time.Millisecond
 	c, _ := newLoggedClient(t, cfg)
 	_, err := c.Publish(t.Context(), "sensors/pi/x", []byte(`{}`))
 	checkErr(t, err, fmt.Sprintf("no reply from localhost:%d within 300ms: still waiting for proxy http://%s to open a tunnel to localhost:%d (CONNECT)",
-		cfg.Port, fp.addr(), cfg.Port))
+		cfg.Port, fp.Addr(), cfg.Port))
 	checkKind(t, err, publisher.Retry)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error %v is not DeadlineExceeded", err)
@@ -1076,25 +578,23 @@ func TestProxySilentNamesTheStage(t *testing.T) {
 
 func TestProxyFromEnvironmentVariables(t *testing.T) {
 	const awsHost = "abc123-ats.iot.us-west-2.amazonaws.com"
-	fp := startFakeProxy(t, &fakeProxy{answer: func(string) int { return http.StatusForbidden }})
+	fp := proxytest.StartProxy(t, proxytest.ProxyOptions{Answer: func(string) int { return http.StatusForbidden }})
 	pki, err := iotemu.NewPKI(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := publisher.Config{Host: awsHost, Port: 443, CertFile: pki.Path(iotemu.DeviceCertFile), KeyFile: pki.Path(iotemu.DeviceKeyFile), Timeout: 5 * time.Second}
-	t.Setenv("HTTPS_PROXY", "http://bob:hunter2@"+fp.addr())
+	t.Setenv("HTTPS_PROXY", "http://bob:hunter2@"+fp.Addr())
 	t.Setenv("NO_PROXY", "example.com")
 
 	c, logs := newLoggedClient(t, base)
-	if px, src := c.Proxy(); px != "http://bob:xxxxx@"+fp.addr() || src != "HTTPS_PROXY" {
+	if px, src := c.Proxy(); px != "http://bob:xxxxx@"+fp.Addr() || src != "HTTPS_PROXY" {
 		t.Errorf("Proxy() = %q, %q", px, src)
 	}
 	// The endpoint's name is resolved by the proxy, not here.
 	_, err = c.Publish(t.Context(), "sensors/pi/x", []byte(`{}`))
-	checkErr(t, err, "proxy http://bob:xxxxx@"+fp.addr()+" (from HTTPS_PROXY) forbids CONNECT to "+awsHost+":443 (403 Forbidden)")
-	fp.mu.Lock()
-	targets, auth := slices.Clone(fp.targets), slices.Clone(fp.auth)
-	fp.mu.Unlock()
+	checkErr(t, err, "proxy http://bob:xxxxx@"+fp.Addr()+" (from HTTPS_PROXY) forbids CONNECT to "+awsHost+":443 (403 Forbidden)")
+	targets, auth := fp.Targets(), fp.Auth()
 	if len(targets) != 1 || targets[0] != awsHost+":443" ||
 		auth[0] != "Basic "+base64.StdEncoding.EncodeToString([]byte("bob:hunter2")) {
 		t.Errorf("proxy saw CONNECT %q with Proxy-Authorization %q", targets, auth)

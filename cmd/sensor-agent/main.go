@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"demo":    {"run the agent with simulated sensors against a local AWS IoT emulator", cmdDemo},
 	"check":   {"validate the config, read every sensor once, print the readings", cmdCheck},
 	"publish": {"publish one message from an argument or stdin to a topic", cmdPublish},
+	"doctor":  {"check each link to AWS IoT (cert, clock, DNS, proxy, TCP, TLS, a test publish)", cmdDoctor},
 	"emulate": {"run the AWS IoT HTTPS endpoint emulator", cmdEmulate},
 	"spool":   {"inspect the on-disk spool: stats, verify, export", cmdSpool},
 	"drivers": {"list the sensor drivers and their options", cmdDrivers},
