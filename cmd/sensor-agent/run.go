@@ -5,12 +5,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
 	"github.com/sensor-agent/sensor-agent/agent/config"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// SIGHUP reloads the config. Caught first: its default action would
+	// end the process if it came during start-up.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	fs := newFlagSet("run", stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file")
 	idle := fs.Bool("exit-when-idle", false, "exit 0 once every sensor has stopped and everything taken is published")
@@ -24,20 +34,158 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 	slog.SetDefault(log) // periph drivers log through the std log package
-	return runAgent(ctx, cfg, agent.Options{Logger: log, SysFS: *sysfs, ExitWhenIdle: *idle})
+	sd, err := newNotifier(os.Getenv)
+	if err != nil {
+		log.Warn("not telling systemd", "err", err)
+	}
+	wd, err := watchdogInterval(os.Getenv, os.Getpid())
+	if err != nil {
+		log.Warn("watchdog off", "err", err)
+	}
+	svc := &service{
+		cfgPath: *cfgPath, stderr: stderr, sd: sd, hup: hup, watchdog: wd,
+		opts: agent.Options{Logger: log, SysFS: *sysfs, ExitWhenIdle: *idle},
+	}
+	return svc.run(ctx, cfg)
 }
 
-// runAgent runs the agent's whole lifecycle.
+// runAgent runs the agent's whole lifecycle (the demo's; `run` adds
+// systemd and reloading around the same steps in service.run).
 func runAgent(ctx context.Context, cfg *config.Config, opts agent.Options) error {
 	a := agent.New(cfg, opts)
 	if err := a.Provision(); err != nil {
 		return err
 	}
 	defer a.Cleanup()
-	opts.Logger.Info("sensor-agent started", "version", version, "device", cfg.DeviceID,
-		"config", cfg.File, "endpoint", fmt.Sprintf("%s:%d", cfg.Endpoint.Host, cfg.Endpoint.Port),
-		"sensors", len(cfg.Sensors))
+	logStarted(opts.Logger, "sensor-agent started", cfg)
 	err := a.Run(ctx)
 	opts.Logger.Info("sensor-agent stopped")
 	return err
+}
+
+func logStarted(log *slog.Logger, msg string, cfg *config.Config) {
+	log.Info(msg, "version", version, "device", cfg.DeviceID,
+		"config", cfg.File, "endpoint", fmt.Sprintf("%s:%d", cfg.Endpoint.Host, cfg.Endpoint.Port),
+		"sensors", len(cfg.Sensors))
+}
+
+// statusEvery is how often STATUS= is sent to systemd.
+const statusEvery = 10 * time.Second
+
+// service is `run`: the agent under systemd. It tells systemd when it is
+// ready, what it is doing and that it is alive (notify.go, watchdog.go),
+// and on SIGHUP swaps the agent for one on the reloaded config: the
+// sensors are opened anew, the spool is closed and opened again with
+// everything in it.
+type service struct {
+	cfgPath  string
+	stderr   io.Writer
+	sd       *notifier
+	hup      <-chan os.Signal
+	watchdog time.Duration // WatchdogSec; 0 = off
+	opts     agent.Options
+}
+
+func (s *service) run(ctx context.Context, cfg *config.Config) error {
+	var prev *config.Config // the config running before a reload, to fall back on
+	for reload := false; ; reload = true {
+		a := agent.New(cfg, s.opts)
+		if err := a.Provision(); err != nil {
+			if prev == nil {
+				s.notify(sdStopping)
+				return err
+			}
+			s.opts.Logger.Error("reload: the new config cannot start; going on with the previous one",
+				"config", cfg.File, "err", err)
+			cfg, prev = prev, nil
+			s.setLogger(cfg)
+			continue
+		}
+		msg := "sensor-agent started"
+		if reload {
+			msg = "config reloaded"
+		}
+		logStarted(s.opts.Logger, msg, cfg)
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(runCtx) }()
+		// Ready: config loaded, spool open, sensors scheduled.
+		s.notify(sdReady, sdStatus(statusText(progressOf(a.Stats(), a.Pending()))))
+		// Not under ctx: pings go on during the last send after SIGTERM.
+		supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
+		supDone := make(chan struct{})
+		go func() {
+			defer close(supDone)
+			s.supervisor(a, cfg).run(supCtx)
+		}()
+		next, exited, err := s.wait(ctx, done)
+		if next == nil {
+			s.notify(sdStopping)
+			if !exited {
+				err = <-done // Run makes its last send within the shutdown deadline
+			}
+		} else {
+			s.notify(sdReloading, sdStatus("reloading "+s.cfgPath))
+			s.opts.Logger.Info("reloading: stopping the sensors and closing the spool", "config", s.cfgPath)
+			stop()
+			err = <-done
+		}
+		stop()
+		stopSup()
+		<-supDone
+		a.Cleanup()
+		if next == nil {
+			s.opts.Logger.Info("sensor-agent stopped")
+			return err
+		}
+		if err != nil {
+			s.opts.Logger.Error("reload: the agent stopped with an error", "err", err)
+		}
+		prev, cfg = cfg, next
+		s.setLogger(cfg)
+	}
+}
+
+// wait waits for the agent to end by itself (exited, with its error), for
+// ctx to end (SIGTERM), or for SIGHUP with a config that loads (next). A
+// config that does not load is logged and the running agent goes on.
+func (s *service) wait(ctx context.Context, done <-chan error) (next *config.Config, exited bool, err error) {
+	for {
+		select {
+		case err := <-done: // -exit-when-idle, or a fatal error
+			return nil, true, err
+		case <-ctx.Done():
+			return nil, false, nil
+		case <-s.hup:
+			cfg, err := config.Load(s.cfgPath)
+			if err != nil {
+				s.opts.Logger.Error("reload: the config does not load; going on with the running one", "err", err)
+				s.notify(sdStatus("reload failed, running the previous config: " + err.Error()))
+				continue
+			}
+			return cfg, false, nil
+		}
+	}
+}
+
+func (s *service) supervisor(a *agent.Agent, cfg *config.Config) *supervisor {
+	every := s.watchdog / 2 // sd_watchdog_enabled(3): ping at half the timeout
+	return &supervisor{
+		sd: s.sd, log: s.opts.Logger,
+		snapshot:    func() progress { return progressOf(a.Stats(), a.Pending()) },
+		now:         time.Now,
+		statusEvery: statusEvery, watchdogEvery: every,
+		limits: watchdogLimitsFor(cfg, every),
+	}
+}
+
+func (s *service) setLogger(cfg *config.Config) {
+	s.opts.Logger = newLogger(s.stderr, cfg.LogLevel)
+	slog.SetDefault(s.opts.Logger)
+}
+
+func (s *service) notify(lines ...string) {
+	if err := s.sd.send(lines...); err != nil {
+		s.opts.Logger.Warn("telling systemd", "err", err)
+	}
 }
