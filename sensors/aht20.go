@@ -121,22 +121,7 @@ func (s *aht20Sensor) Read(ctx context.Context) (Values, error) {
 	if s.dev == nil {
 		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
 	}
-	// periph takes no context: check before starting the I/O.
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	var e physic.Env
-	if err := s.dev.Sense(&e); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	v := Values{
-		TemperatureC: round2(e.Temperature.Celsius()),
-		HumidityPct:  round2(float64(e.Humidity) / float64(physic.PercentRH)),
-	}
-	if err := i2cCheckLimits(v, aht20Limits); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	return v, nil
+	return senseEnv(ctx, s.id, time.Time{}, s.dev, envTemperatureHumidity, aht20Limits)
 }
 
 // Close forgets the device; see aht20Sensor for why Halt is not called.
@@ -191,6 +176,39 @@ func i2cCheckLimits(v Values, limits map[string]Range) error {
 }
 
 // i2cSleepUntil waits until t or until ctx is done, whichever comes first.
+// senseEnv is one read of a periph physic.SenseEnv device, the same for
+// every environment driver: wait until ready (a first conversion after
+// open; zero for none) or ctx ends — periph takes no context —, Sense,
+// convert, and reject values outside the limits. The caller holds its lock
+// and has checked that the sensor is open.
+func senseEnv(ctx context.Context, id string, ready time.Time, dev interface{ Sense(*physic.Env) error },
+	convert func(physic.Env) Values, limits map[string]Range) (Values, error) {
+	if err := i2cSleepUntil(ctx, ready); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", id, err)
+	}
+	var e physic.Env
+	if err := dev.Sense(&e); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", id, err)
+	}
+	v := convert(e)
+	if err := i2cCheckLimits(v, limits); err != nil {
+		return nil, fmt.Errorf("%s: read: %w", id, err)
+	}
+	return v, nil
+}
+
+// envTemperature and envTemperatureHumidity convert a physic.Env.
+func envTemperature(e physic.Env) Values {
+	return Values{TemperatureC: round2(e.Temperature.Celsius())}
+}
+
+func envTemperatureHumidity(e physic.Env) Values {
+	return Values{
+		TemperatureC: round2(e.Temperature.Celsius()),
+		HumidityPct:  round2(float64(e.Humidity) / float64(physic.PercentRH)),
+	}
+}
+
 func i2cSleepUntil(ctx context.Context, t time.Time) error {
 	d := time.Until(t)
 	if d <= 0 {

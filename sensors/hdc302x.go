@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
-	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/hdc302x"
 )
 
@@ -117,22 +117,7 @@ func (s *hdc302xSensor) Read(ctx context.Context) (Values, error) {
 	if s.dev == nil {
 		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
 	}
-	// periph takes no context: check before starting the I/O.
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	var e physic.Env
-	if err := s.dev.Sense(&e); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	v := Values{
-		TemperatureC: round2(e.Temperature.Celsius()),
-		HumidityPct:  round2(float64(e.Humidity) / float64(physic.PercentRH)),
-	}
-	if err := i2cCheckLimits(v, hdc302xLimits); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	return v, nil
+	return senseEnv(ctx, s.id, time.Time{}, s.dev, envTemperatureHumidity, hdc302xLimits)
 }
 
 // Close stops auto-measurement (the chip goes to sleep). It is idempotent;

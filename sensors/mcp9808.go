@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
-	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/mcp9808"
 )
 
@@ -124,19 +123,9 @@ func (s *mcp9808Sensor) Read(ctx context.Context) (Values, error) {
 	if s.dev == nil {
 		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
 	}
-	// The first read after Open waits for the first conversion.
-	if err := i2cSleepUntil(ctx, s.ready); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	var e physic.Env
-	if err := s.dev.Sense(&e); err != nil { // e.Temperature is 0 K here
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	v := Values{TemperatureC: round2(e.Temperature.Celsius())}
-	if err := i2cCheckLimits(v, mcp9808Limits); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	return v, nil
+	// The first read after Open waits for the first conversion. On a
+	// failed Sense periph leaves 0 K: the error is returned, not the value.
+	return senseEnv(ctx, s.id, s.ready, s.dev, envTemperature, mcp9808Limits)
 }
 
 // Close puts the chip in shutdown mode (periph's Halt); the next Open

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
-	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/tmp102"
 )
 
@@ -116,18 +115,7 @@ func (s *tmp102Sensor) Read(ctx context.Context) (Values, error) {
 		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
 	}
 	// The first read after Open waits for the first conversion.
-	if err := i2cSleepUntil(ctx, s.ready); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	var e physic.Env
-	if err := s.dev.Sense(&e); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	v := Values{TemperatureC: round2(e.Temperature.Celsius())}
-	if err := i2cCheckLimits(v, tmp102Limits); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	return v, nil
+	return senseEnv(ctx, s.id, s.ready, s.dev, envTemperature, tmp102Limits)
 }
 
 // Close puts the chip in shutdown mode (configuration SD bit), which
