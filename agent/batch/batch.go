@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/reading"
+	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
-// MaxPayload is AWS IoT's publish payload limit.
-const MaxPayload = 131072
+// MaxPayload is AWS IoT's publish payload limit, as the publisher enforces it.
+const MaxPayload = publisher.MaxPayload
 
 // MaxDropped bounds the dropped ranges one message reports, so the
 // envelope's size stays bounded; the rest go in later messages.

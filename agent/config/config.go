@@ -26,9 +26,6 @@ import (
 // DefaultPath is where the packaged service looks for its config.
 const DefaultPath = "/etc/sensor-agent/config.yaml"
 
-// MaxPayload is AWS IoT's publish payload limit (128 KB).
-const MaxPayload = 131072
-
 // Config is the whole file.
 type Config struct {
 	DeviceID string   `yaml:"device_id"`
@@ -321,8 +318,8 @@ func (v *validator) publish(c *Config) {
 	if p.MaxReadings < 1 {
 		v.at("publish.max_readings", "must be at least 1")
 	}
-	if p.MaxBytes < 1024 || p.MaxBytes > MaxPayload {
-		v.at("publish.max_bytes", "%d bytes: must be between 1KiB and 128KiB (AWS IoT's payload limit, %d bytes)", p.MaxBytes, MaxPayload)
+	if p.MaxBytes < 1024 || p.MaxBytes > publisher.MaxPayload {
+		v.at("publish.max_bytes", "%d bytes: must be between 1KiB and 128KiB (AWS IoT's payload limit, %d bytes)", p.MaxBytes, publisher.MaxPayload)
 	}
 	if p.FlushInterval <= 0 {
 		v.at("publish.flush_interval", "must be positive, e.g. 10s")
