@@ -37,27 +37,9 @@ import (
 
 // ---- helpers: logs, ports ----
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // capturedLogger logs to the test output and to a buffer the test reads.
-func capturedLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func capturedLogger(t *testing.T) (*slog.Logger, *proxytest.Buffer) {
+	buf := &proxytest.Buffer{}
 	h := slog.NewTextHandler(io.MultiWriter(buf, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug})
 	return slog.New(h), buf
 }
@@ -112,7 +94,7 @@ func viaProxy(t *testing.T, s *iotemu.Server, listener, alpn, proxy string) publ
 	return cfg
 }
 
-func newLoggedClient(t *testing.T, cfg publisher.Config) (*publisher.Client, *syncBuffer) {
+func newLoggedClient(t *testing.T, cfg publisher.Config) (*publisher.Client, *proxytest.Buffer) {
 	t.Helper()
 	logger, logs := capturedLogger(t)
 	c, err := publisher.New(cfg, logger)
