@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -87,8 +86,7 @@ var (
 		"ads1015": {128, 250, 490, 920, 1600, 2400, 3300},
 	}
 	ads1x15Ranges = []float64{0.256, 0.512, 1.024, 2.048, 4.096, 6.144}
-	// A value name: snake_case ending in a unit, e.g. loop_current_ma.
-	ads1x15Name = regexp.MustCompile(`^[a-z][a-z0-9_]*_[a-z0-9]+$`)
+	// Channel names must match UnitValueName, e.g. loop_current_ma.
 )
 
 func (c *ADS1x15Channel) maxV() float64 {
@@ -147,7 +145,7 @@ func (o *ADS1x15Opts) Validate() error {
 		if c.Name == "" {
 			return fmt.Errorf("%s.name: required; name the value with its unit, e.g. voltage_v or soil_moisture_pct", at)
 		}
-		if !ads1x15Name.MatchString(c.Name) {
+		if !UnitValueName.MatchString(c.Name) {
 			return fmt.Errorf("%s.name: %q is not a value name; use lowercase snake_case ending in a unit, e.g. voltage_v, loop_current_ma or soil_moisture_pct", at, c.Name)
 		}
 		if j, dup := names[c.Name]; dup {

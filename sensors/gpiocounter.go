@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync"
 	"time"
 
@@ -37,10 +36,7 @@ type GPIOCounterOpts struct {
 // DefaultGPIOCounterOpts are the defaults NewOpts returns for gpio_counter.
 var DefaultGPIOCounterOpts = GPIOCounterOpts{Edge: "falling", Debounce: Duration(5 * time.Millisecond), Scale: 1, Per: "pulse"}
 
-var (
-	edges         = map[string]gpio.Edge{"falling": gpio.FallingEdge, "rising": gpio.RisingEdge, "both": gpio.BothEdges}
-	valueNameRule = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-)
+var edges = map[string]gpio.Edge{"falling": gpio.FallingEdge, "rising": gpio.RisingEdge, "both": gpio.BothEdges}
 
 // Validate implements Validator.
 func (o *GPIOCounterOpts) Validate() error {
@@ -57,7 +53,7 @@ func (o *GPIOCounterOpts) Validate() error {
 	if o.Per != "pulse" && o.Per != "hz" {
 		return fmt.Errorf("per: %q is not valid; use pulse (scale per pulse) or hz (scale per pulse per second)", o.Per)
 	}
-	if o.Name != "" && !valueNameRule.MatchString(o.Name) {
+	if o.Name != "" && !ValueName.MatchString(o.Name) {
 		return fmt.Errorf("value: %q; use lowercase letters, digits and _ ending in the unit, e.g. rain_mm", o.Name)
 	}
 	if o.Name != "" && o.Scale == 0 {

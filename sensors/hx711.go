@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -62,7 +61,6 @@ var (
 		64:  hx711.CHANNEL_A_GAIN_64,
 		32:  hx711.CHANNEL_B_GAIN_32,
 	}
-	hx711NameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*_[a-z0-9]+$`)
 
 	errHX711NotReady = errors.New("no data from the HX711 (DOUT stayed high)")
 
@@ -89,7 +87,7 @@ func (o *HX711Opts) Validate() error {
 	if o.Scale == 0 {
 		return errors.New("scale: required (value per count); to calibrate, set scale: 1 and tare: 0, read the raw count with no load (the tare) and with a known load W: scale = W / (raw - tare)")
 	}
-	if !hx711NameRE.MatchString(o.Name) {
+	if !UnitValueName.MatchString(o.Name) {
 		return fmt.Errorf("value: %q is not a value name; use lowercase snake_case ending in a unit, e.g. weight_kg", o.Name)
 	}
 	if o.Samples < 1 || o.Samples > hx711MaxSamples {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"regexp"
 	"sort"
 	"sync"
 )
@@ -63,6 +64,14 @@ type Driver struct {
 	// is an error, never data. Users may override them per sensor.
 	Limits map[string]Range
 }
+
+// ValueName is what a value name must look like: lowercase letters,
+// digits and _, as in temperature_c. UnitValueName also requires a unit
+// suffix after the last _, for names the user makes up (ads1x15, hx711).
+var (
+	ValueName     = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	UnitValueName = regexp.MustCompile(`^[a-z][a-z0-9_]*_[a-z0-9]+$`)
+)
 
 // Range is a closed interval of plausible values.
 type Range struct {

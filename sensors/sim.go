@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -45,10 +44,7 @@ var DefaultSimOpts = SimOpts{
 	Values:   []string{TemperatureC, HumidityPct},
 }
 
-var (
-	waveforms = []string{"sine", "sawtooth", "square", "constant"}
-	valueName = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-)
+var waveforms = []string{"sine", "sawtooth", "square", "constant"}
 
 // Validate implements Validator.
 func (o *SimOpts) Validate() error {
@@ -70,7 +66,7 @@ func (o *SimOpts) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, v := range o.Values {
-		if !valueName.MatchString(v) {
+		if !ValueName.MatchString(v) {
 			return fmt.Errorf("values: %q is not a value name; use lowercase snake_case with a unit suffix, e.g. temperature_c", v)
 		}
 		if seen[v] {

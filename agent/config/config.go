@@ -242,10 +242,7 @@ func (v *validator) at(path, format string, args ...any) {
 	v.d.errorf(line, path, format, args...)
 }
 
-var (
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
-	valueRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]+$`)
 
 func (v *validator) validate(c *Config) {
 	if c.DeviceID == "" {
@@ -379,7 +376,7 @@ func (v *validator) sensors(list []Sensor) {
 			if c.Scale != nil && *c.Scale == 0 {
 				v.at(path+".calibrate."+k+".scale", "0 would erase the value; leave scale out for 1")
 			}
-			if c.Rename != "" && !valueRE.MatchString(c.Rename) {
+			if c.Rename != "" && !sensors.ValueName.MatchString(c.Rename) {
 				v.at(path+".calibrate."+k+".rename", "%q: use lowercase letters, digits and _ ending in a unit, e.g. soil_temperature_c", c.Rename)
 			}
 		}
