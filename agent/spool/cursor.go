@@ -2,6 +2,7 @@ package spool
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -29,6 +30,10 @@ const (
 	// readings it had to keep in memory (spool not writable) and lost
 	// when that buffer filled.
 	DropMemory
+	// DropDeleted: the spool's directory or files were deleted while the
+	// agent ran, and these records could not be read back from the files
+	// it still had open.
+	DropDeleted
 )
 
 func (r DropReason) String() string {
@@ -41,6 +46,8 @@ func (r DropReason) String() string {
 		return "lost by storage"
 	case DropMemory:
 		return "memory full"
+	case DropDeleted:
+		return "spool deleted"
 	}
 	return fmt.Sprintf("reason(%d)", uint8(r))
 }
@@ -52,20 +59,31 @@ type DroppedRange struct {
 	First, Last uint64
 	Count       uint64
 	Reason      DropReason
+	// Incarnation names whose seqs these are (32 hex digits) when they
+	// are not this spool's: records carried over from a spool that was
+	// deleted, or kept in memory under a volatile incarnation. "" means
+	// the spool's own.
+	Incarnation string
 }
 
 const (
 	// maxCursorRanges bounds the acknowledged ranges above the watermark
-	// that the cursor stores. The lowest are kept: forgetting a higher
-	// range only means its records are sent again.
-	maxCursorRanges = 64
+	// that the cursor stores. Beyond it the lowest are kept: forgetting a
+	// higher range only means its records are sent again. Live-first
+	// sending acknowledges per-topic batches that interleave with the
+	// backlog, so the set can be long after an outage; 8192 ranges are
+	// 128 KiB at most, and normally the set is a handful.
+	maxCursorRanges = 8192
 	// maxDropped bounds the pending drop reports; beyond it the two
 	// oldest are merged into one.
 	maxDropped = 64
+	// maxCursorFile bounds what a cursor file may hold.
+	maxCursorFile = cursorFixedSize + 16*maxCursorRanges + dropEntrySize*maxDropped + 4
 )
 
 // cursorState is what the cursor file holds.
 type cursorState struct {
+	gen       uint64 // incremented at every write: the newer of two files wins
 	acks      rangeSet
 	lastSeq   uint64 // highest seq appended when written
 	syncedSeq uint64 // highest seq durable when written
@@ -73,7 +91,7 @@ type cursorState struct {
 }
 
 func (c *cursorState) clone() cursorState {
-	return cursorState{acks: c.acks.clone(), lastSeq: c.lastSeq, syncedSeq: c.syncedSeq,
+	return cursorState{gen: c.gen, acks: c.acks.clone(), lastSeq: c.lastSeq, syncedSeq: c.syncedSeq,
 		dropped: append([]DroppedRange(nil), c.dropped...)}
 }
 
@@ -84,7 +102,8 @@ func (c *cursorState) addDropped(d DroppedRange, taken int) int {
 	c.dropped = append(c.dropped, d)
 	for len(c.dropped) > maxDropped {
 		a, b := c.dropped[0], c.dropped[1]
-		c.dropped[1] = DroppedRange{First: min(a.First, b.First), Last: max(a.Last, b.Last), Count: a.Count + b.Count, Reason: a.Reason}
+		c.dropped[1] = DroppedRange{First: min(a.First, b.First), Last: max(a.Last, b.Last), Count: a.Count + b.Count,
+			Reason: a.Reason, Incarnation: a.Incarnation}
 		c.dropped = append(c.dropped[:0], c.dropped[1:]...)
 		switch {
 		case taken == 1:
@@ -96,39 +115,59 @@ func (c *cursorState) addDropped(d DroppedRange, taken int) int {
 	return taken
 }
 
-// Cursor file (little-endian):
+// Cursor file, version 2 (little-endian):
 //
 //	off  size  field
 //	  0     4  magic "SPCU"
-//	  4     2  version (1)
+//	  4     2  version (2)
 //	  6     2  zero
 //	  8    16  incarnation
-//	 24     8  watermark: every seq <= it is acknowledged
-//	 32     8  last appended seq when written
-//	 40     8  last synced seq when written
-//	 48     4  number of ranges R (<= 64)
-//	 52     4  number of drop reports D (<= 64)
-//	 56  16*R  ranges: first, last (inclusive), acknowledged, above the watermark
-//	  .  32*D  drop reports: first, last, count, reason (1 byte), 7 zero bytes
+//	 24     8  generation: the higher of two valid files is the newer
+//	 32     8  watermark: every seq <= it is acknowledged
+//	 40     8  last appended seq when written
+//	 48     8  last synced seq when written
+//	 56     4  number of ranges R (<= 8192)
+//	 60     4  number of drop reports D (<= 64)
+//	 64  16*R  ranges: first, last (inclusive), acknowledged, above the watermark
+//	  .  48*D  drop reports: first, last, count, reason (1 byte), 7 zero
+//	           bytes, incarnation (16 bytes, zero = this spool's)
 //	  .     4  CRC32C of everything before
+//
+// Version 1 (written before the generation and the per-report
+// incarnation existed) lacks the generation field (generation 0) and its
+// drop reports are 32 bytes, without the incarnation. It is still read.
+//
+// The same encoding is kept in two files: "cursor", replaced atomically
+// and fsynced (what survives a power cut, and what segment deletion
+// relies on), and "cursor.live", overwritten in place after every
+// acknowledgement without fsync, framed by a 4-byte length: a process
+// crash loses no acknowledgement, so a SIGKILL causes few duplicates,
+// while the SD card sees at most one page per kernel writeback. Open
+// takes the valid file with the higher generation.
 const (
 	cursorName      = "cursor"
-	cursorVersion   = 1
-	cursorFixedSize = 56
+	liveCursorName  = "cursor.live"
+	cursorVersion   = 2
+	cursorFixedSize = 64
+	dropEntrySize   = 48
+
+	cursorV1FixedSize = 56
+	dropEntryV1Size   = 32
 )
 
 var cursorMagic = [4]byte{'S', 'P', 'C', 'U'}
 
-func encodeCursor(inc [16]byte, c *cursorState) []byte {
+func encodeCursor(dst []byte, inc [16]byte, c *cursorState) []byte {
 	ranges := c.acks.r
 	if len(ranges) > maxCursorRanges {
 		ranges = ranges[:maxCursorRanges]
 	}
-	b := make([]byte, 0, cursorFixedSize+16*len(ranges)+32*len(c.dropped)+4)
+	b := dst
 	b = append(b, cursorMagic[:]...)
 	b = binary.LittleEndian.AppendUint16(b, cursorVersion)
 	b = binary.LittleEndian.AppendUint16(b, 0)
 	b = append(b, inc[:]...)
+	b = binary.LittleEndian.AppendUint64(b, c.gen)
 	b = binary.LittleEndian.AppendUint64(b, c.acks.w)
 	b = binary.LittleEndian.AppendUint64(b, c.lastSeq)
 	b = binary.LittleEndian.AppendUint64(b, c.syncedSeq)
@@ -143,35 +182,52 @@ func encodeCursor(inc [16]byte, c *cursorState) []byte {
 		b = binary.LittleEndian.AppendUint64(b, d.Last)
 		b = binary.LittleEndian.AppendUint64(b, d.Count)
 		b = append(b, byte(d.Reason), 0, 0, 0, 0, 0, 0, 0)
+		var di [16]byte
+		if d.Incarnation != "" {
+			hex.Decode(di[:], []byte(d.Incarnation)) // set by the spool: 32 hex digits
+		}
+		b = append(b, di[:]...)
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[len(dst):], castagnoli))
 }
 
 var errCursorIncarnation = errors.New("belongs to another incarnation of the spool")
 
 func decodeCursor(b []byte, inc [16]byte) (cursorState, error) {
 	var c cursorState
-	if len(b) < cursorFixedSize+4 {
+	if len(b) < cursorV1FixedSize+4 {
 		return c, errors.New("too short")
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
 		return c, errors.New("checksum mismatch")
 	}
-	if string(b[:4]) != string(cursorMagic[:]) || binary.LittleEndian.Uint16(b[4:]) != cursorVersion {
-		return c, errors.New("bad magic or version")
+	fixed, dsize := cursorFixedSize, dropEntrySize
+	switch v := binary.LittleEndian.Uint16(b[4:]); {
+	case string(b[:4]) != string(cursorMagic[:]):
+		return c, errors.New("bad magic")
+	case v == 1:
+		fixed, dsize = cursorV1FixedSize, dropEntryV1Size
+	case v != cursorVersion:
+		return c, fmt.Errorf("version %d is not known to this version of the agent", v)
+	case len(b) < cursorFixedSize+4:
+		return c, errors.New("too short")
 	}
 	if string(b[8:24]) != string(inc[:]) {
 		return c, errCursorIncarnation
 	}
-	c.acks.w = binary.LittleEndian.Uint64(b[24:])
-	c.lastSeq = binary.LittleEndian.Uint64(b[32:])
-	c.syncedSeq = binary.LittleEndian.Uint64(b[40:])
-	nr, nd := binary.LittleEndian.Uint32(b[48:]), binary.LittleEndian.Uint32(b[52:])
-	if nr > maxCursorRanges || nd > maxDropped || len(body) != cursorFixedSize+16*int(nr)+32*int(nd) {
+	p := body[24:]
+	if fixed == cursorFixedSize {
+		c.gen, p = binary.LittleEndian.Uint64(p), p[8:]
+	}
+	c.acks.w = binary.LittleEndian.Uint64(p)
+	c.lastSeq = binary.LittleEndian.Uint64(p[8:])
+	c.syncedSeq = binary.LittleEndian.Uint64(p[16:])
+	nr, nd := binary.LittleEndian.Uint32(p[24:]), binary.LittleEndian.Uint32(p[28:])
+	if nr > maxCursorRanges || nd > maxDropped || len(body) != fixed+16*int(nr)+dsize*int(nd) {
 		return c, errors.New("bad counts")
 	}
-	p := body[cursorFixedSize:]
+	p = body[fixed:]
 	for range nr {
 		lo, hi := binary.LittleEndian.Uint64(p), binary.LittleEndian.Uint64(p[8:])
 		p = p[16:]
@@ -182,10 +238,45 @@ func decodeCursor(b []byte, inc [16]byte) (cursorState, error) {
 	for range nd {
 		d := DroppedRange{First: binary.LittleEndian.Uint64(p), Last: binary.LittleEndian.Uint64(p[8:]),
 			Count: binary.LittleEndian.Uint64(p[16:]), Reason: DropReason(p[24])}
-		p = p[32:]
+		if dsize == dropEntrySize {
+			if di := p[32:48]; !allZeroBytes(di) {
+				d.Incarnation = hex.EncodeToString(di)
+			}
+		}
+		p = p[dsize:]
 		c.dropped = append(c.dropped, d)
 	}
 	return c, nil
+}
+
+// encodeLive frames a cursor for the in-place live file: its length
+// first, so a shorter cursor written over a longer one is read back
+// without the stale tail.
+func encodeLive(dst []byte, inc [16]byte, c *cursorState) []byte {
+	dst = append(dst[:0], 0, 0, 0, 0)
+	dst = encodeCursor(dst, inc, c)
+	binary.LittleEndian.PutUint32(dst, uint32(len(dst)-4))
+	return dst
+}
+
+func decodeLive(b []byte, inc [16]byte) (cursorState, error) {
+	if len(b) < 4 {
+		return cursorState{}, errors.New("too short")
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if int64(n) > int64(len(b)-4) {
+		return cursorState{}, errors.New("truncated")
+	}
+	return decodeCursor(b[4:4+n], inc)
+}
+
+func allZeroBytes(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // readSmallFile reads a whole file of at most limit bytes.

@@ -2,7 +2,9 @@ package spool
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"slices"
 	"testing"
 
@@ -74,14 +76,19 @@ func TestRangeSetModel(t *testing.T) {
 func TestCursorCodec(t *testing.T) {
 	inc := [16]byte{1, 2, 3}
 	var c cursorState
+	c.gen = 77
 	c.acks.advance(10)
 	for i := uint64(0); i < 100; i++ {
-		c.acks.add(20+3*i, 20+3*i) // 100 ranges: only the lowest 64 are kept
+		c.acks.add(20+3*i, 20+3*i)
 	}
 	c.lastSeq, c.syncedSeq = 400, 390
 	taken := 0
 	for i := range 70 {
-		taken = c.addDropped(DroppedRange{First: uint64(1000 + 10*i), Last: uint64(1005 + 10*i), Count: 6, Reason: DropFull}, taken)
+		d := DroppedRange{First: uint64(1000 + 10*i), Last: uint64(1005 + 10*i), Count: 6, Reason: DropFull}
+		if i%3 == 0 {
+			d.Incarnation = "00112233445566778899aabbccddeeff"
+		}
+		taken = c.addDropped(d, taken)
 		if i == 1 {
 			taken = 2 // both returned by TakeDropped
 		}
@@ -92,12 +99,12 @@ func TestCursorCodec(t *testing.T) {
 	if taken != 0 {
 		t.Fatalf("taken = %d: a merge with untaken reports must be reported again", taken)
 	}
-	b := encodeCursor(inc, &c)
+	b := encodeCursor(nil, inc, &c)
 	got, err := decodeCursor(b, inc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.acks.w != 10 || len(got.acks.r) != maxCursorRanges || got.acks.r[63] != (seqRange{20 + 3*63, 20 + 3*63}) ||
+	if got.gen != 77 || got.acks.w != 10 || len(got.acks.r) != 100 || got.acks.r[99] != (seqRange{20 + 3*99, 20 + 3*99}) ||
 		got.lastSeq != 400 || got.syncedSeq != 390 || !slices.Equal(got.dropped, c.dropped) {
 		t.Fatalf("decoded %+v", got)
 	}
@@ -115,6 +122,68 @@ func TestCursorCodec(t *testing.T) {
 		if _, err := decodeCursor(b[:n], inc); err == nil {
 			t.Fatalf("%d-byte prefix accepted", n)
 		}
+	}
+
+	// The live file: framed, so a shorter cursor written over a longer
+	// one reads back without the stale tail; a torn one is refused.
+	long := encodeLive(nil, inc, &c)
+	short := cursorState{gen: 78}
+	short.acks.advance(500)
+	over := append(encodeLive(nil, inc, &short), long[len(encodeLive(nil, inc, &short)):]...)
+	if got, err := decodeLive(over, inc); err != nil || got.gen != 78 || got.acks.w != 500 {
+		t.Fatalf("live cursor over a longer one: %+v %v", got, err)
+	}
+	if _, err := decodeLive(long[:len(long)-1], inc); err == nil {
+		t.Fatal("torn live cursor accepted")
+	}
+}
+
+// TestCursorCodecLimit: up to maxCursorRanges ranges are kept (a clean stop
+// after an outage must not forget acknowledgements), the lowest ones.
+func TestCursorCodecLimit(t *testing.T) {
+	inc := [16]byte{4}
+	var c cursorState
+	for i := uint64(0); i < maxCursorRanges+50; i++ {
+		c.acks.add(20+3*i, 20+3*i)
+	}
+	got, err := decodeCursor(encodeCursor(nil, inc, &c), inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.acks.r) != maxCursorRanges || got.acks.r[maxCursorRanges-1] != c.acks.r[maxCursorRanges-1] {
+		t.Fatalf("%d ranges kept, last %+v", len(got.acks.r), got.acks.r[len(got.acks.r)-1])
+	}
+}
+
+// TestCursorV1 reads a cursor written by the previous format (no
+// generation, 32-byte drop reports without an incarnation).
+func TestCursorV1(t *testing.T) {
+	inc := [16]byte{7}
+	var b []byte
+	b = append(b, "SPCU"...)
+	b = binary.LittleEndian.AppendUint16(b, 1)
+	b = binary.LittleEndian.AppendUint16(b, 0)
+	b = append(b, inc[:]...)
+	for _, v := range []uint64{10, 400, 390} { // watermark, last, synced
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	b = binary.LittleEndian.AppendUint32(b, 1) // ranges
+	b = binary.LittleEndian.AppendUint32(b, 1) // drop reports
+	b = binary.LittleEndian.AppendUint64(b, 20)
+	b = binary.LittleEndian.AppendUint64(b, 25)
+	for _, v := range []uint64{100, 110, 11} {
+		b = binary.LittleEndian.AppendUint64(b, v)
+	}
+	b = append(b, byte(DropFull), 0, 0, 0, 0, 0, 0, 0)
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	got, err := decodeCursor(b, inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []DroppedRange{{First: 100, Last: 110, Count: 11, Reason: DropFull}}
+	if got.gen != 0 || got.acks.w != 10 || len(got.acks.r) != 1 || got.acks.r[0] != (seqRange{20, 25}) ||
+		got.lastSeq != 400 || got.syncedSeq != 390 || !slices.Equal(got.dropped, want) {
+		t.Fatalf("decoded %+v", got)
 	}
 }
 

@@ -159,6 +159,7 @@ func (s *Spool) Stats() Stats {
 	st.Incarnation = s.incHex
 	st.Segments = len(s.segs)
 	st.Bytes = s.total
+	st.MaxBytes = s.maxBytes
 	for _, seg := range s.segs {
 		st.Records += seg.records
 		if seg.last <= s.cur.acks.w {

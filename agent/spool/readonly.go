@@ -71,7 +71,7 @@ func Verify(dir string, fsys FS) (Report, error) {
 			segFiles = append(segFiles, segFile{name, first})
 		} else if strings.HasSuffix(name, corruptSuffix) {
 			rep.SetAside = append(rep.SetAside, name)
-		} else if name != metaName && name != cursorName {
+		} else if name != metaName && name != cursorName && name != liveCursorName && name != lockName && name != reserveName {
 			rep.Ignored = append(rep.Ignored, name)
 		}
 	}
@@ -85,7 +85,7 @@ func Verify(dir string, fsys FS) (Report, error) {
 	} else {
 		rep.Incarnation = fmt.Sprintf("%x", inc)
 	}
-	if b, err := readSmallFile(fsys, filepath.Join(dir, cursorName), 64<<10); err != nil {
+	if b, err := readSmallFile(fsys, filepath.Join(dir, cursorName), maxCursorFile); err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			rep.CursorErr = err.Error()
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -125,6 +126,16 @@ type Spool struct {
 	curIvl   time.Duration
 	readOnly bool
 	closed   bool
+	minSeg   int64
+
+	lock       io.Closer   // Dir/lock, held while open for writing
+	dirInfo    fs.FileInfo // the directory at Open, to notice it was replaced
+	metaOK     bool        // the meta file exists (so its deletion means the spool was wiped)
+	goneErr    error       // set once the spool was found deleted (ErrGone)
+	hasReserve bool
+	liveF      File   // cursor.live, written in place after acknowledgements
+	liveBuf    []byte // its encoding, reused
+	gen        uint64 // highest cursor generation written or read
 
 	inc    [16]byte
 	incHex string
@@ -183,6 +194,8 @@ type Stats struct {
 	CursorErrors   int64 // unreadable cursor files (acknowledgements lost: duplicates follow)
 	MetaErrors     int64
 
+	MaxBytes int64 // the size limit in effect (Options.MaxBytes, lowered to what the filesystem holds)
+
 	DroppedRecords int64 // records dropped since Open (upper bound for corrupt/lost)
 	DroppedRanges  int   // drop reports not yet acknowledged with AckDropped
 
@@ -223,6 +236,7 @@ func open(opts Options, readOnly bool) (*Spool, error) {
 	if opts.minSegment > 0 {
 		minSeg = opts.minSegment
 	}
+	s.minSeg = minSeg
 	s.segBytes = max(min(s.segBytes, s.maxBytes/4), minSeg)
 	s.maxBytes = max(s.maxBytes, 2*s.segBytes)
 	s.maxRec = int(min(MaxRecordSize, s.segBytes-segHeaderSize-RecordHeaderSize))
@@ -236,12 +250,20 @@ func open(opts Options, readOnly bool) (*Spool, error) {
 	}
 	if !readOnly {
 		if err := s.fs.MkdirAll(s.dir, 0o750); err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
+			return nil, fmt.Errorf("spool: %w: %w", ErrUnavailable, err)
 		}
+		if err := s.lockDir(); err != nil {
+			return nil, err
+		}
+		s.dirInfo, _ = s.fs.Stat(s.dir)
 	}
 	if err := s.recover(); err != nil {
 		s.closeFiles()
 		return nil, err
+	}
+	if !readOnly {
+		s.ensureReserve()
+		s.fitToDisk()
 	}
 	return s, nil
 }
@@ -306,7 +328,7 @@ func (s *Spool) recover() error {
 			continue
 		}
 		switch {
-		case name == cursorName+".tmp" || name == metaName+".tmp":
+		case name == cursorName+".tmp" || name == metaName+".tmp" || name == reserveName+".tmp":
 			// An interrupted atomic write; the real file is intact.
 			if !s.readOnly {
 				s.remove(name)
@@ -359,6 +381,7 @@ func (s *Spool) loadMeta(segFiles []segFile) error {
 	if err == nil {
 		if s.inc, err = decodeMeta(b); err == nil {
 			s.incHex = hex.EncodeToString(s.inc[:])
+			s.metaOK = true
 			return nil
 		}
 	}
@@ -390,13 +413,15 @@ func (s *Spool) loadMeta(segFiles []segFile) error {
 		}
 	}
 	s.incHex = hex.EncodeToString(s.inc[:])
-	if err := writeFileAtomic(s.fs, s.dir, metaName, encodeMeta(s.inc)); err != nil {
+	if err := s.writeSmall(metaName, encodeMeta(s.inc)); err != nil {
 		if !adopted {
 			return fmt.Errorf("spool: %w: creating %s: %w", ErrUnavailable, path, err)
 		}
 		// The segments say who we are; do not refuse to start.
 		s.log.Warn("spool: cannot rewrite the meta file; will try at the next Open", "file", path, "err", err)
+		return nil
 	}
+	s.metaOK = true
 	return nil
 }
 
@@ -416,21 +441,37 @@ func readSmallPrefix(fsys FS, name string, n int) ([]byte, error) {
 
 func (s *Spool) loadCursor() {
 	path := filepath.Join(s.dir, cursorName)
-	b, err := readSmallFile(s.fs, path, 64<<10)
+	b, err := readSmallFile(s.fs, path, maxCursorFile)
+	var c cursorState
 	if err == nil {
-		var c cursorState
-		if c, err = decodeCursor(b, s.inc); err == nil {
-			s.cur, s.persisted = c, c.clone()
-			return
+		c, err = decodeCursor(b, s.inc)
+	}
+	synced := err == nil
+	if synced {
+		s.cur, s.persisted = c, c.clone()
+	}
+	// The live cursor has the acknowledgements since the last fsynced
+	// one, unless a power cut tore or lost it (then its CRC fails, or
+	// its generation is older).
+	live := false
+	if lb, lerr := readSmallFile(s.fs, filepath.Join(s.dir, liveCursorName), maxCursorFile+4); lerr == nil {
+		if lc, lerr := decodeLive(lb, s.inc); lerr == nil && (!synced || lc.gen > c.gen) {
+			s.cur, live = lc, true
+			s.cursorDirty = true
 		}
 	}
-	if errors.Is(err, fs.ErrNotExist) {
+	s.gen = max(s.cur.gen, c.gen)
+	if synced || errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	s.st.CursorErrors++
+	s.cursorDirty = true
+	if live {
+		s.log.Warn("spool: cursor unreadable; using the acknowledgements of cursor.live", "file", path, "err", err)
 		return
 	}
 	// Acknowledgements are lost: every record still in a segment will
 	// be sent again. Duplicates, never loss.
-	s.st.CursorErrors++
-	s.cursorDirty = true
 	s.log.Warn("spool: cursor unreadable; records still on disk will be sent again", "file", path, "err", err)
 }
 
@@ -463,9 +504,9 @@ func (s *Spool) loadSegments(segFiles []segFile) {
 			nextName = segFiles[i+1].first
 		}
 		isLast := i == len(segFiles)-1
-		if !isLast && hi-1 <= s.cur.acks.w {
-			// Every seq it can hold is acknowledged, and the cursor
-			// that says so is on disk: no need to read it.
+		if !isLast && hi-1 <= s.persisted.acks.w {
+			// Every seq it can hold is acknowledged, and the fsynced
+			// cursor says so: no need to read it.
 			if !s.readOnly {
 				s.remove(sf.name)
 			}
@@ -695,6 +736,14 @@ func (s *Spool) setAside(name string) {
 }
 
 func (s *Spool) closeFiles() {
+	if s.liveF != nil {
+		s.liveF.Close()
+		s.liveF = nil
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
 	for _, seg := range s.segs {
 		if seg.rf != nil {
 			seg.rf.Close()

@@ -189,7 +189,7 @@ func TestCorruptRecordSkipped(t *testing.T) {
 			if st.CorruptRegions != 1 || st.CorruptBytes != r || st.TornTails != 0 {
 				t.Fatalf("stats: %+v", st)
 			}
-			want := []spool.DroppedRange{{First: 3, Last: 3, Count: 1, Reason: spool.DropCorrupt}}
+			want := []spool.DroppedRange{{First: 3, Last: 3, Count: 1, Reason: spool.DropCorrupt, Incarnation: e.s.Incarnation()}}
 			got := e.s.TakeDropped()
 			if !slices.Equal(got, want) {
 				t.Fatalf("TakeDropped = %+v, want %+v", got, want)
@@ -274,6 +274,7 @@ func TestCorruptCursor(t *testing.T) {
 			e.reopen("close")
 			e.wantPending([]uint64{1, 4, 6, 7, 8})
 			tt.damage(e)
+			e.fs.Remove(e.path("cursor.live")) // both copies lost
 			e.reopen("crash")
 			e.wantPending(seqRange(1, 8)) // acknowledgements lost: sent again
 			if st := e.s.Stats(); st.CursorErrors != 1 {

@@ -116,6 +116,9 @@ func (s *Spool) create(first uint64, buf []byte) (*segment, error) {
 	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		s.st.WriteErrors++
+		if errors.Is(err, fs.ErrNotExist) && s.checkPresent() != nil {
+			return nil, s.goneErr // the directory was deleted
+		}
 		return nil, s.unavailable("create", path, err)
 	}
 	if _, err := f.WriteAt(buf, 0); err != nil {
@@ -142,6 +145,8 @@ func (s *Spool) usable() error {
 		return ErrClosed
 	case s.readOnly:
 		return ErrReadOnly
+	case s.goneErr != nil:
+		return s.goneErr
 	}
 	return nil
 }
@@ -279,7 +284,11 @@ func (s *Spool) collect() error {
 			return s.unavailable("delete", seg.path, err)
 		}
 	}
-	return s.syncDir()
+	if err := s.syncDir(); err != nil {
+		return err
+	}
+	s.ensureReserve() // space was freed: take back what a full disk used
+	return nil
 }
 
 func (s *Spool) syncDir() error {
@@ -317,10 +326,12 @@ func (s *Spool) persistCursor() error {
 // adopted) and remembers it as what the file holds.
 func (s *Spool) writeCursor(c *cursorState) error {
 	c.lastSeq, c.syncedSeq = s.lastSeq, s.durable
+	s.gen++
+	c.gen = s.gen
 	// Counted from the attempt, so a failing disk is retried at the
 	// cursor interval instead of on every call.
 	s.lastCur = s.now()
-	if err := writeFileAtomic(s.fs, s.dir, cursorName, encodeCursor(s.inc, c)); err != nil {
+	if err := s.writeSmall(cursorName, encodeCursor(nil, s.inc, c)); err != nil {
 		return fmt.Errorf("%w: cursor: %w", ErrUnavailable, err)
 	}
 	s.persisted = c.clone()
@@ -351,6 +362,9 @@ func (s *Spool) Sync() error {
 	}
 	if s.readOnly {
 		return nil
+	}
+	if err := s.checkPresent(); err != nil {
+		return err
 	}
 	return s.sync(false)
 }
@@ -454,6 +468,32 @@ func (s *Spool) Ack(seqs ...uint64) {
 	if changed {
 		s.cursorDirty = true
 		s.normalize()
+		s.writeLive()
+	}
+}
+
+// writeLive overwrites cursor.live in place, without fsync: after a
+// process crash the acknowledgements are all there, so few records are
+// sent twice. A failure only costs duplicates after a crash.
+func (s *Spool) writeLive() {
+	if s.readOnly || s.closed || s.goneErr != nil {
+		return
+	}
+	if s.liveF == nil {
+		f, err := s.fs.OpenFile(filepath.Join(s.dir, liveCursorName), os.O_RDWR|os.O_CREATE, 0o640)
+		if err != nil {
+			return
+		}
+		s.liveF = f
+	}
+	s.gen++
+	s.cur.gen = s.gen
+	c := s.cur
+	c.lastSeq, c.syncedSeq = s.lastSeq, s.durable
+	s.liveBuf = encodeLive(s.liveBuf, s.inc, &c)
+	_, _ = s.liveF.WriteAt(s.liveBuf, 0)
+	if cap(s.liveBuf) > keepBufferCap {
+		s.liveBuf = nil
 	}
 }
 
@@ -468,6 +508,7 @@ func (s *Spool) AckRange(first, last uint64) {
 	if s.cur.acks.add(first, last) {
 		s.cursorDirty = true
 		s.normalize()
+		s.writeLive()
 	}
 }
 
@@ -543,13 +584,39 @@ func (s *Spool) oldestPending() (uint64, bool) {
 	return 0, false
 }
 
+// AddDropped records loss reports the caller carries over from elsewhere
+// (a spool that was deleted, records that were only in memory), so they
+// are persisted and handed out by TakeDropped like the spool's own. Give
+// Incarnation when the seqs are not this spool's.
+func (s *Spool) AddDropped(ranges ...DroppedRange) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	for _, d := range ranges {
+		if d.Incarnation == s.incHex {
+			d.Incarnation = ""
+		}
+		s.taken = s.cur.addDropped(d, s.taken)
+	}
+	if len(ranges) == 0 {
+		return nil
+	}
+	s.cursorDirty = true
+	return s.persistCursor()
+}
+
 // TakeDropped returns the drop reports not returned before by this Spool
 // value. They stay in the cursor until AckDropped, so after a restart
 // unacknowledged reports are returned again.
 func (s *Spool) TakeDropped() []DroppedRange {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := append([]DroppedRange(nil), s.cur.dropped[s.taken:]...)
+	var out []DroppedRange
+	for _, d := range s.cur.dropped[s.taken:] {
+		out = append(out, s.resolve(d))
+	}
 	s.taken = len(s.cur.dropped)
 	return out
 }
@@ -562,7 +629,7 @@ func (s *Spool) AckDropped(ranges ...DroppedRange) {
 	kept := s.cur.dropped[:0]
 	taken := s.taken
 	for i, d := range s.cur.dropped {
-		if containsDropped(ranges, d) {
+		if containsDropped(ranges, s.resolve(d)) {
 			if i < s.taken {
 				taken--
 			}
@@ -573,6 +640,7 @@ func (s *Spool) AckDropped(ranges ...DroppedRange) {
 	if len(kept) != len(s.cur.dropped) {
 		clear(s.cur.dropped[len(kept):])
 		s.cur.dropped, s.taken, s.cursorDirty = kept, taken, true
+		s.writeLive()
 	}
 }
 
@@ -594,7 +662,7 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	var err error
-	if !s.readOnly {
+	if !s.readOnly && s.goneErr == nil {
 		err = s.sync(true)
 	}
 	s.closeFiles()
