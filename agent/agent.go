@@ -57,6 +57,11 @@ type Options struct {
 	// while it is not carry "clock_synced":false. nil = clock.New, the
 	// machine's (systemd-timesyncd, else the kernel).
 	Clock clock.Source
+	// Previous is the agent this one replaces (a reload): its lock,
+	// spool, sequence counter and the readings it holds only in memory
+	// are taken over, so a reload loses nothing and numbering goes on
+	// without a gap. Its Run must have returned.
+	Previous *Agent
 }
 
 // Stats are running totals, safe to read at any time.
@@ -77,8 +82,8 @@ type Agent struct {
 	opts Options
 	log  *slog.Logger
 
-	seq     *reading.Sequencer
-	store   *store
+	st      *storage // nil before Provision and once handed to the next agent
+	carry   carried  // memory readings of a Previous whose storage could not be kept
 	pub     Publisher
 	closer  func()
 	srcs    []scheduler.Source
@@ -89,6 +94,9 @@ type Agent struct {
 	wakeCh       chan struct{} // the writer stored something
 	head, synced atomic.Uint64
 	clockSynced  atomic.Bool // the clock's last answer, for logging changes
+	seqDurable   bool        // the counter's last answer, for logging changes (writer only)
+	syncErr      string      // the last sync error logged, and when (writer only)
+	syncErrAt    time.Time
 
 	taken, readErrs, batches, published, pubErrs, deadLettered atomic.Int64
 
@@ -125,8 +133,10 @@ func New(cfg *config.Config, opts Options) *Agent {
 // Provision opens the spool, the sequence counter and the publisher and
 // prepares the sensors. Sensors themselves are opened by the scheduler, so
 // a device missing at boot is retried rather than fatal. The agent never
-// refuses to start because of its spool: if it cannot be opened, readings
-// are kept in memory and the problem is logged.
+// refuses to start because of its disk: if the spool or the counter
+// cannot be written, readings are kept in memory under a volatile
+// incarnation and the problem is logged. It does refuse when another
+// agent holds the state directory or the spool.
 func (a *Agent) Provision() error {
 	tmpl, err := publisher.ParseTopicTemplate(a.cfg.Publish.Topic)
 	if err != nil {
@@ -145,27 +155,18 @@ func (a *Agent) Provision() error {
 	if err := a.provisionPublisher(); err != nil {
 		return err
 	}
-	sc := a.cfg.Spool
-	sp, err := spool.Open(spool.Options{
-		Dir: sc.Dir, MaxBytes: int64(sc.MaxBytes), SyncInterval: sc.SyncInterval.D(),
-		FS: a.opts.SpoolFS, Logger: a.log.With("module", "spool"),
-	})
-	var d durable
-	if err != nil {
-		a.log.Error("spool unavailable: readings are kept in memory only, up to publish.queue_bytes, and lost if the agent stops",
-			"dir", sc.Dir, "err", err)
-	} else {
-		d = sp
-	}
-	a.store = newStore(d, int(a.cfg.Publish.QueueBytes), a.log.With("module", "store"))
-	seq, err := reading.OpenSequencer(a.cfg.StateDir, 0, a.opts.BootID(), a.store.Incarnation(), a.store.LastSeq())
-	if err != nil {
-		a.store.Close()
+	if err := a.provisionStorage(); err != nil {
+		a.Cleanup()
+		if prev := a.opts.Previous; prev != nil {
+			// Whatever takes over next (the previous config again)
+			// gets the readings memory held.
+			prev.carry, a.carry = a.carry, carried{}
+		}
 		return err
 	}
-	a.seq = seq
-	a.log.Info("spool open", "dir", sc.Dir, "incarnation", a.store.Incarnation(),
-		"pending", a.store.PendingCount(), "next_seq", seq.Peek())
+	a.seqDurable = a.st.seq.Err() == nil
+	a.log.Info("spool open", "dir", a.cfg.Spool.Dir, "incarnation", a.st.store.Incarnation(),
+		"pending", a.st.store.PendingCount(), "next_seq", a.st.seq.Peek())
 	return nil
 }
 
@@ -213,15 +214,16 @@ func (a *Agent) env(name string, log *slog.Logger) sensors.Env {
 	return env
 }
 
-// Cleanup releases what Provision opened: the spool is synced and closed.
+// Cleanup releases what Provision opened (unless the next agent took it
+// over): the spool is synced and closed, the lock released.
 func (a *Agent) Cleanup() {
-	if a.store != nil {
-		if err := a.store.Close(); err != nil {
-			a.log.Error("closing the spool", "err", err)
-		}
+	if a.st != nil {
+		a.st.close(a.log)
+		a.st = nil
 	}
 	if a.closer != nil {
 		a.closer()
+		a.closer = nil
 	}
 }
 
@@ -240,10 +242,10 @@ func (a *Agent) Stats() Stats {
 // Pending is the number of readings taken but not yet acknowledged by the
 // endpoint (spool and memory), 0 before Provision.
 func (a *Agent) Pending() int64 {
-	if a.store == nil {
+	if a.st == nil {
 		return 0
 	}
-	return a.store.PendingCount()
+	return a.st.store.PendingCount()
 }
 
 func (a *Agent) setLastPublish(t time.Time, errMsg string) {
@@ -267,7 +269,7 @@ func (a *Agent) wake() {
 // At shutdown everything taken is in the spool and synced; what could not
 // be sent in time is sent after the next start.
 func (a *Agent) Run(ctx context.Context) error {
-	if a.seq == nil {
+	if a.st == nil {
 		return errors.New("agent: Run before Provision")
 	}
 	a.logClockAtStart()
@@ -352,6 +354,6 @@ func (a *Agent) healthChange(st scheduler.Status) (scheduler.Sample, bool) {
 func (a *Agent) logStatus() {
 	st := a.Stats()
 	a.log.Info("status", "taken", st.ReadingsTaken, "published", st.ReadingsPublished,
-		"pending", a.store.PendingCount(), "synced_through", a.synced.Load(), "read_errors", st.ReadErrors,
+		"pending", a.st.store.PendingCount(), "synced_through", a.synced.Load(), "read_errors", st.ReadErrors,
 		"publish_errors", st.PublishErrors, "dead_lettered", st.DeadLettered)
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/batch"
@@ -48,20 +49,28 @@ const (
 func newSender(a *Agent) *sender {
 	p := a.cfg.Publish
 	opts := batch.Options{
-		Device: a.cfg.DeviceID, Incarnation: a.store.Incarnation(),
+		Device: a.cfg.DeviceID, Incarnation: a.st.store.Incarnation(),
 		MaxReadings: p.MaxReadings, MaxBytes: int(p.MaxBytes),
 		FlushInterval: p.FlushInterval.D(), Single: p.Format == "single",
 	}
-	start := a.store.LastSeq() + 1 // what is already stored is backlog
+	start := a.st.store.LastSeq() + 1 // what is already stored is backlog
 	return &sender{
 		a: a, live: batch.New(opts, time.Now), back: batch.New(opts, time.Now),
 		liveRead: start - 1, liveStart: start,
-		// Transient failures retry soon; authorisation failures keep
-		// the data and wait long, since only a human can fix them.
-		retry: publisher.Backoff{Min: time.Second, Max: 2 * time.Minute, Factor: 2, Jitter: 0.5, Rand: rand.Float64},
-		auth:  publisher.Backoff{Min: time.Minute, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2, Rand: rand.Float64},
+		retry: retryBackoff, auth: authBackoff,
 	}
 }
+
+var (
+	// Transient failures (network, 5xx, 429, lost replies) are retried
+	// soon and often: the probe is one small message, so data flows again
+	// within seconds of the endpoint's return, and a flaky endpoint keeps
+	// the backlog moving instead of pushing the wait towards minutes.
+	retryBackoff = publisher.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second, Factor: 2, Jitter: 0.5, Rand: rand.Float64}
+	// Authorisation and configuration failures (403, a redirect, 404)
+	// keep the data and wait long: only a human can fix them.
+	authBackoff = publisher.Backoff{Min: time.Minute, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2, Rand: rand.Float64}
+)
 
 // sendLoop runs until ctx is cancelled (then makes one last attempt per
 // live batch within ShutdownTimeout) or, with ExitWhenIdle, until the
@@ -121,16 +130,19 @@ func (a *Agent) sendLoop(ctx context.Context, s *sender, writerDone <-chan struc
 func (s *sender) pullLive() {
 	for {
 		n := 0
-		err := s.a.store.Pending(s.liveRead, window, func(r spool.Record) bool {
+		err := s.a.st.store.Pending(s.liveRead, window, func(r spool.Record, inc string) bool {
 			n++
 			s.liveRead = r.Seq
-			topic, js, ok := SplitRecord(r.Data)
+			h, js, ok := SplitRecord(r.Data)
 			if !ok {
 				s.a.log.Error("spool record without a topic: skipped", "seq", r.Seq)
-				s.a.store.Ack([]uint64{r.Seq})
+				s.a.st.store.Ack([]uint64{r.Seq})
 				return true
 			}
-			s.ready = append(s.ready, s.live.Add(topic, r.Seq, js)...)
+			if h.Incarnation == "" {
+				h.Incarnation = inc
+			}
+			s.ready = append(s.ready, s.live.Add(h, r.Seq, js)...)
 			return true
 		})
 		if err != nil {
@@ -180,17 +192,20 @@ func (s *sender) refillBacklog() {
 		return
 	}
 	last := s.backPos
-	err := s.a.store.Pending(s.backPos, window, func(r spool.Record) bool {
+	err := s.a.st.store.Pending(s.backPos, window, func(r spool.Record, inc string) bool {
 		if r.Seq >= s.liveStart {
 			return false
 		}
 		last = r.Seq
-		topic, js, ok := SplitRecord(r.Data)
+		h, js, ok := SplitRecord(r.Data)
 		if !ok {
-			s.a.store.Ack([]uint64{r.Seq})
+			s.a.st.store.Ack([]uint64{r.Seq})
 			return true
 		}
-		s.backlog = append(s.backlog, s.back.Add(topic, r.Seq, js)...)
+		if h.Incarnation == "" {
+			h.Incarnation = inc
+		}
+		s.backlog = append(s.backlog, s.back.Add(h, r.Seq, js)...)
 		return true
 	})
 	if err != nil {
@@ -229,15 +244,11 @@ func (s *sender) pop(fromBacklog bool) {
 func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 	a := s.a
 	now := time.Now()
-	dropped := a.store.Dropped()
-	if len(dropped) > batch.MaxDropped {
-		a.store.ReturnDropped(dropped[batch.MaxDropped:])
-		dropped = dropped[:batch.MaxDropped]
-	}
-	meta := batch.Meta{Device: a.cfg.DeviceID, Incarnation: a.store.Incarnation(), SentAt: now}
-	// A reading this very message carries is not lost (see store.Ack).
-	for _, d := range withoutSeqs(dropped, b.Seqs) {
-		meta.Dropped = append(meta.Dropped, batch.Dropped{First: d.First, Last: d.Last, Count: d.Count, Reason: d.Reason.String()})
+	reported := s.reportable(b)
+	meta := batch.Meta{Device: a.cfg.DeviceID, Incarnation: a.st.store.Incarnation(), SentAt: now}
+	for _, d := range reported {
+		meta.Dropped = append(meta.Dropped, batch.Dropped{First: d.First, Last: d.Last, Count: d.Count,
+			Reason: d.Reason.String(), Incarnation: d.Incarnation})
 	}
 	single := a.cfg.Publish.Format == "single"
 	s.buf = batch.Envelope(s.buf[:0], meta, b, single)
@@ -246,8 +257,8 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		s.nextBack = now.Add(time.Duration(float64(time.Second) / a.cfg.Publish.MaxRate))
 	}
 	if err == nil {
-		a.store.Ack(b.Seqs)
-		a.store.AckDropped(dropped)
+		a.st.store.Ack(b.Seqs)
+		a.st.store.AckDropped(reported)
 		a.batches.Add(1)
 		a.published.Add(int64(b.Count()))
 		a.setLastPublish(now, "")
@@ -258,7 +269,6 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		s.pop(fromBacklog)
 		return
 	}
-	a.store.ReturnDropped(dropped)
 	a.pubErrs.Add(1)
 	a.setLastPublish(time.Time{}, err.Error())
 	if publisher.KindOf(err) == publisher.Permanent {
@@ -275,7 +285,7 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 			return
 		}
 		a.deadLetter(b.Topic, seqs, s.buf, err)
-		a.store.Ack(seqs)
+		a.st.store.Ack(seqs)
 		s.pop(fromBacklog)
 		return
 	}
@@ -304,8 +314,28 @@ func (s *sender) idle() bool {
 		return false
 	}
 	any := false
-	s.a.store.Pending(0, 1, func(spool.Record) bool { any = true; return false })
+	s.a.st.store.Pending(0, 1, func(spool.Record, string) bool { any = true; return false })
 	return !any
+}
+
+// reportable returns the losses to report in the message for b: at most
+// batch.MaxDropped ranges, without any reading this sender still holds in
+// a batch (b's, which is delivered with it, and others', which may yet be
+// delivered: a reading is reported lost only once it is really gone).
+func (s *sender) reportable(b *batch.Batch) []spool.DroppedRange {
+	all := s.a.st.store.Dropped()
+	if len(all) == 0 {
+		return nil
+	}
+	held := slices.Clone(b.Seqs)
+	for _, q := range [][]batch.Batch{s.ready, s.backlog} {
+		for i := range q {
+			held = append(held, q[i].Seqs...)
+		}
+	}
+	held = s.live.AppendSeqs(s.back.AppendSeqs(held))
+	out := withoutSeqs(all, held)
+	return out[:min(len(out), batch.MaxDropped)]
 }
 
 // final makes one last attempt per live batch after shutdown was asked
@@ -334,8 +364,13 @@ func (s *sender) final(drain context.Context, writerDone <-chan struct{}) {
 		}
 		s.send(drain, &s.backlog[0], true)
 	}
-	if left := s.a.store.PendingCount(); left > 0 {
+	inSpool, inMemory := s.a.st.store.Counts()
+	if inSpool > 0 {
 		s.a.log.Info("shutting down with readings not yet published: they remain in the spool and are sent after the next start",
-			"readings", left)
+			"readings", inSpool, "dir", s.a.cfg.Spool.Dir)
+	}
+	if inMemory > 0 {
+		s.a.log.Warn("shutting down with readings held only in memory (the spool could not be written): saving them to the spool if it can be written now, else they are lost",
+			"readings", inMemory)
 	}
 }

@@ -1,86 +1,311 @@
 package agent
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"slices"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/spool"
 )
 
-// durable is what the agent needs of the spool (*spool.Spool).
-type durable interface {
-	Append(recs []spool.Record) error
-	Sync() error
-	SyncedSeq() uint64
-	Ack(seqs ...uint64)
-	Pending(after uint64, max int, fn func(spool.Record) bool) error
-	LastSeq() uint64
-	TakeDropped() []spool.DroppedRange
-	AckDropped(...spool.DroppedRange)
-	Incarnation() string
-	Stats() spool.Stats
-	Close() error
-}
-
 // store is the spool plus an in-memory fallback for when the disk cannot
-// take writes (full, read-only, failing): sampling never stops and never
-// crashes the agent; readings wait in memory, bounded by queue_bytes, and
-// move to the spool when it works again.
+// take writes (full, read-only, failing, deleted): sampling never stops
+// and never crashes the agent; readings wait in memory, bounded by
+// queue_bytes, and move to the spool when it works again.
+//
+// A reading that is not in the spool carries the agent's volatile
+// incarnation (see record.go): its seq was numbered for a spool that never
+// got it, so a later run may number another reading with it; under an
+// incarnation of its own, (device, incarnation, seq) stays unique.
 type store struct {
-	log *slog.Logger
-	sp  durable // nil when the spool could not be opened at all
+	log      *slog.Logger
+	opts     spool.Options // to open the spool again
+	volatile string        // this run's volatile incarnation
+	maxMem   int
+	now      func() time.Time
+	// rebind makes the sequence counter follow a spool opened late or
+	// recreated: numbers go on above last under the new incarnation.
+	rebind func(inc string, last uint64) error
 
 	mu       sync.Mutex
-	degraded bool
+	sp       *spool.Spool // nil while it cannot be opened
+	inc      string       // sp's incarnation
+	spErr    error        // why the spool is not usable
+	degraded bool         // appends go to memory
 	retryAt  time.Time
-	mem      []spool.Record // not in the spool, seq ascending
+	mem      []spool.Record // not in the spool, seq ascending, every one tagged
 	memBytes int
-	maxMem   int
-	dropped  []spool.DroppedRange // lost from memory, not yet reported
-	acked    map[uint64]bool      // acked memory records (removed lazily)
+	acked    map[uint64]bool      // acknowledged memory records (removed lazily)
+	dropped  []spool.DroppedRange // losses not (yet) in a spool's cursor, Incarnation set
+	lastRO   uint64               // the spool's last seq seen read-only, when it cannot be opened
+	ev       evictions
 }
 
 // spoolRetry is how often a failing spool is tried again.
-const spoolRetry = 30 * time.Second
+const spoolRetry = 10 * time.Second
 
-func newStore(sp durable, maxMem int, log *slog.Logger) *store {
-	return &store{sp: sp, maxMem: maxMem, log: log, degraded: sp == nil, acked: map[uint64]bool{}}
+// evictLogEvery aggregates the log of readings dropped from a full memory
+// buffer: one line per interval, not one per reading.
+const evictLogEvery = 10 * time.Second
+
+// evictions counts readings dropped from memory since the last log line.
+type evictions struct {
+	n           int
+	first, last uint64
+	loggedAt    time.Time
 }
 
-// Append stores recs: in the spool, or in memory when it fails.
+// openStore opens the spool in o.Dir. A spool that cannot be opened is not
+// fatal (readings are kept in memory and the spool is tried again), except
+// when another process holds it (spool.ErrLocked).
+func openStore(o spool.Options, maxMem int, log *slog.Logger, now func() time.Time) (*store, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, err
+	}
+	s := &store{log: log, opts: o, volatile: hex.EncodeToString(id[:]), maxMem: maxMem, now: now,
+		acked: map[uint64]bool{}}
+	sp, err := spool.Open(o)
+	if errors.Is(err, spool.ErrLocked) {
+		return nil, err
+	}
+	if err != nil {
+		s.spErr, s.degraded = err, true
+		s.retryAt = now().Add(spoolRetry)
+		// Numbers in memory should stay above what the spool holds, so
+		// that they can move there later.
+		if st, rerr := spool.ReadStats(o.Dir, o.FS); rerr == nil {
+			s.lastRO = st.LastSeq
+		}
+		log.Error("spool unavailable: readings are kept in memory only, up to publish.queue_bytes, and lost if the agent stops; trying again every "+spoolRetry.String(),
+			"dir", o.Dir, "err", err)
+		return s, nil
+	}
+	s.sp, s.inc = sp, sp.Incarnation()
+	return s, nil
+}
+
+// Append stores recs: in the spool, or in memory when it fails. Untagged
+// records are numbered for the spool; those that go to memory are tagged
+// with the volatile incarnation.
 func (s *store) Append(recs []spool.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sp != nil && (!s.degraded || !time.Now().Before(s.retryAt)) {
-		all := recs
-		if s.degraded {
-			s.compactLocked()
-			all = append(append([]spool.Record(nil), s.mem...), recs...)
-		}
-		err := s.sp.Append(all)
-		if err == nil {
-			if s.degraded {
-				s.log.Warn("spool writable again: readings kept in memory moved to disk", "readings", len(s.mem))
-				s.degraded, s.mem, s.memBytes = false, nil, 0
-				clear(s.acked)
+	if s.due() {
+		s.recoverLocked()
+	}
+	if s.sp != nil && !s.degraded {
+		err := s.sp.Append(recs)
+		if errors.Is(err, spool.ErrGone) {
+			s.reincarnateLocked(err)
+			if s.sp != nil && !s.degraded {
+				err = s.sp.Append(recs)
 			}
+		}
+		if err == nil {
+			s.logStored(recs, "spool", s.inc)
 			return
 		}
-		if !s.degraded {
-			s.log.Error("spool cannot be written: keeping readings in memory until it can (they are lost if the agent stops)",
-				"err", err, "memory_limit_bytes", s.maxMem, "retry_in", spoolRetry.String())
+		if s.sp != nil && !s.degraded {
+			s.failLocked(err)
 		}
-		if !errors.Is(err, spool.ErrUnavailable) {
-			s.log.Error("spool append", "err", err)
-		}
-		s.degraded = true
-		s.retryAt = time.Now().Add(spoolRetry)
 	}
+	for i := range recs {
+		recs[i].Data = tagged(recs[i].Data, s.volatile, true)
+	}
+	s.addMemLocked(recs)
+	s.logStored(recs, "memory", s.volatile)
+}
+
+// due says the spool should be tried again.
+func (s *store) due() bool {
+	return s.degraded && !s.now().Before(s.retryAt)
+}
+
+// failLocked enters memory mode after an append failed.
+func (s *store) failLocked(err error) {
+	s.degraded, s.spErr = true, err
+	s.retryAt = s.now().Add(spoolRetry)
+	s.log.Error("spool cannot be written: keeping readings in memory until it can (they are lost if the agent stops)",
+		"dir", s.opts.Dir, "err", err, "memory_limit_bytes", s.maxMem, "retry_in", spoolRetry.String())
+}
+
+// recoverLocked tries the spool again: opens it if it never opened, and
+// moves what memory holds into it.
+func (s *store) recoverLocked() {
+	s.retryAt = s.now().Add(spoolRetry)
+	if s.sp == nil {
+		sp, err := spool.Open(s.opts)
+		if err != nil {
+			s.spErr = err
+			return
+		}
+		s.sp, s.inc = sp, sp.Incarnation()
+		s.log.Warn("spool opened at last", "dir", s.opts.Dir, "incarnation", s.inc)
+		s.rebindLocked()
+	}
+	if err := s.moveMemLocked(); err != nil {
+		if errors.Is(err, spool.ErrGone) {
+			s.reincarnateLocked(err)
+		}
+		return
+	}
+	moved := s.spErr != nil
+	s.degraded, s.spErr = false, nil
+	if moved {
+		s.log.Warn("spool writable again: readings kept in memory moved to disk", "dir", s.opts.Dir, "still_in_memory", len(s.mem))
+	}
+}
+
+// moveMemLocked appends memory's records to the spool in groups, keeping
+// only those the spool cannot take (numbered below what it holds), and
+// hands it the loss reports memory kept.
+func (s *store) moveMemLocked() error {
+	s.compactLocked()
+	last := s.sp.LastSeq()
+	var stay []spool.Record
+	var group []spool.Record
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		if err := s.sp.Append(group); err != nil {
+			return err
+		}
+		for _, r := range group {
+			s.memBytes -= len(r.Data)
+		}
+		group = group[:0]
+		return nil
+	}
+	for i, r := range s.mem {
+		if r.Seq <= last {
+			stay = append(stay, r)
+			continue
+		}
+		group = append(group, r)
+		if len(group) == maxGroup {
+			if err := flush(); err != nil {
+				s.mem = append(stay, s.mem[i+1-len(group):]...)
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		s.mem = append(stay, s.mem[len(s.mem)-len(group):]...)
+		return err
+	}
+	s.mem = stay
+	if len(s.dropped) > 0 {
+		if err := s.sp.AddDropped(s.dropped...); err != nil {
+			return err
+		}
+		s.dropped = nil
+	}
+	return nil
+}
+
+// reincarnateLocked replaces a spool that was deleted while in use: a new
+// one is created in its place and what the old one held is moved there
+// (read back from its files, which stay readable while open), keeping the
+// incarnation it was numbered under. What cannot be read back is
+// reported lost ("spool deleted").
+func (s *store) reincarnateLocked(cause error) {
+	old, oldInc, oldLast := s.sp, s.inc, s.sp.LastSeq()
+	s.log.Error("the spool was deleted while the agent ran: recreating it and moving what it held there",
+		"dir", s.opts.Dir, "err", cause)
+	s.sp, s.inc = nil, ""
+	fresh, err := spool.Open(s.opts)
+	if err != nil {
+		s.spErr, s.degraded = err, true
+		s.retryAt = s.now().Add(spoolRetry)
+	} else {
+		s.sp, s.inc, s.degraded = fresh, fresh.Incarnation(), false
+	}
+	moved, inMem := 0, 0
+	var group []spool.Record
+	flush := func() {
+		if len(group) == 0 {
+			return
+		}
+		if s.sp != nil && !s.degraded {
+			if err := s.sp.Append(group); err == nil {
+				moved += len(group)
+				group = group[:0]
+				return
+			} else {
+				s.failLocked(err)
+			}
+		}
+		inMem += len(group)
+		s.addMemLocked(group)
+		group = nil
+	}
+	lost, err := old.Salvage(func(r spool.Record) error {
+		r.Data = tagged(r.Data, oldInc, false)
+		group = append(group, r)
+		if len(group) == maxGroup {
+			flush()
+		}
+		return nil
+	})
+	flush()
+	if err != nil {
+		s.log.Error("reading back the deleted spool", "err", err)
+	}
+	s.dropped = append(s.dropped, lost...)
+	var n uint64
+	for _, d := range lost {
+		if d.Reason == spool.DropDeleted {
+			n += d.Count
+		}
+	}
+	if s.sp != nil {
+		s.rebindLocked(oldLast)
+		if !s.degraded {
+			if err := s.moveMemLocked(); err != nil {
+				s.failLocked(err)
+			}
+		}
+	}
+	s.log.Warn("spool recreated", "dir", s.opts.Dir, "incarnation", s.inc, "old_incarnation", oldInc,
+		"moved_to_disk", moved, "kept_in_memory", inMem, "lost", n)
+}
+
+// rebindLocked moves the sequence counter to the spool now open.
+func (s *store) rebindLocked(lasts ...uint64) {
+	if s.rebind == nil {
+		return
+	}
+	last := s.sp.LastSeq()
+	for _, l := range lasts {
+		last = max(last, l)
+	}
+	if n := len(s.mem); n > 0 {
+		last = max(last, s.mem[n-1].Seq)
+	}
+	if err := s.rebind(s.inc, last); err != nil {
+		s.log.Error("cannot write the sequence counter for the new spool", "err", err)
+	}
+}
+
+// addMemLocked keeps tagged records in memory, dropping the oldest beyond
+// the limit (reported, and logged once per evictLogEvery).
+func (s *store) addMemLocked(recs []spool.Record) {
 	for _, r := range recs {
-		s.mem = append(s.mem, r)
+		if n := len(s.mem); n > 0 && r.Seq <= s.mem[n-1].Seq {
+			// Carried records may be older than what memory holds.
+			i := sort.Search(n, func(i int) bool { return s.mem[i].Seq >= r.Seq })
+			s.mem = slices.Insert(s.mem, i, r)
+		} else {
+			s.mem = append(s.mem, r)
+		}
 		s.memBytes += len(r.Data)
 	}
 	for s.memBytes > s.maxMem && len(s.mem) > 1 {
@@ -91,14 +316,42 @@ func (s *store) Append(recs []spool.Record) {
 			delete(s.acked, old.Seq)
 			continue
 		}
-		s.log.Error("memory buffer full: dropped the oldest reading", "seq", old.Seq)
-		if n := len(s.dropped); n > 0 && s.dropped[n-1].Last+1 == old.Seq {
-			s.dropped[n-1].Last = old.Seq
-			s.dropped[n-1].Count++
-		} else {
-			s.dropped = append(s.dropped, spool.DroppedRange{First: old.Seq, Last: old.Seq, Count: 1, Reason: spool.DropMemory})
+		h, _, _ := SplitRecord(old.Data)
+		s.addDroppedLocked(old.Seq, h.Incarnation)
+	}
+}
+
+func (s *store) addDroppedLocked(seq uint64, inc string) {
+	if n := len(s.dropped); n > 0 {
+		d := &s.dropped[n-1]
+		if d.Reason == spool.DropMemory && d.Incarnation == inc && d.Last+1 == seq {
+			d.Last, d.Count = seq, d.Count+1
+			s.countEvicted(seq)
+			return
 		}
 	}
+	s.dropped = append(s.dropped, spool.DroppedRange{First: seq, Last: seq, Count: 1, Reason: spool.DropMemory, Incarnation: inc})
+	s.countEvicted(seq)
+}
+
+func (s *store) countEvicted(seq uint64) {
+	if s.ev.n == 0 {
+		s.ev.first = seq
+	}
+	s.ev.n++
+	s.ev.last = seq
+	if s.now().Sub(s.ev.loggedAt) >= evictLogEvery {
+		s.logEvictedLocked()
+	}
+}
+
+func (s *store) logEvictedLocked() {
+	if s.ev.n == 0 {
+		return
+	}
+	s.log.Error("memory buffer full (publish.queue_bytes): dropped the oldest readings held in memory; they are reported in the next message's dropped field",
+		"readings", s.ev.n, "seq_first", s.ev.first, "seq_last", s.ev.last, "memory_limit_bytes", s.maxMem)
+	s.ev = evictions{loggedAt: s.now()}
 }
 
 // compactLocked removes acknowledged records from memory.
@@ -114,93 +367,126 @@ func (s *store) compactLocked() {
 			s.memBytes += len(r.Data)
 		}
 	}
+	clear(s.mem[len(kept):])
 	s.mem = kept
 	clear(s.acked)
 }
 
-// Sync makes the spool durable; memory cannot be.
+// Sync makes the spool durable (memory cannot be), notices a deleted
+// spool, retries a failing one, and logs aggregated drops.
 func (s *store) Sync() (synced uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.due() {
+		s.recoverLocked()
+	}
+	if s.now().Sub(s.ev.loggedAt) >= evictLogEvery {
+		s.logEvictedLocked()
+	}
 	if s.sp == nil {
 		return 0, nil
 	}
-	if err := s.sp.Sync(); err != nil {
-		return s.sp.SyncedSeq(), err
+	err = s.sp.Sync()
+	if errors.Is(err, spool.ErrGone) {
+		s.reincarnateLocked(err)
+		if s.sp == nil {
+			return 0, nil
+		}
+		err = s.sp.Sync()
 	}
-	return s.sp.SyncedSeq(), nil
-}
-
-// Pending calls fn for unacknowledged records with seq > after, oldest
-// first: the spool's, then memory's.
-func (s *store) Pending(after uint64, limit int, fn func(spool.Record) bool) error {
-	n := 0
-	stopped := false
-	if s.sp != nil {
-		err := s.sp.Pending(after, limit, func(r spool.Record) bool {
-			n++
-			after = max(after, r.Seq)
-			if !fn(r) {
-				stopped = true
-				return false
-			}
-			return true
-		})
-		if err != nil || stopped || n >= limit {
-			return err
+	if err == nil && !s.degraded && len(s.dropped) > 0 {
+		// Losses kept in memory go to the cursor, to survive a crash.
+		if aerr := s.sp.AddDropped(s.dropped...); aerr == nil {
+			s.dropped = nil
 		}
 	}
+	if s.degraded && errors.Is(err, spool.ErrUnavailable) {
+		// Known and logged when memory mode began.
+		err = nil
+	}
+	return s.sp.SyncedSeq(), err
+}
+
+// Pending calls fn for unacknowledged records with seq > after, in seq
+// order across the spool and memory, with the incarnation untagged
+// records were numbered under.
+func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc string) bool) error {
 	s.mu.Lock()
-	var recs []spool.Record
-	for _, r := range s.mem {
-		if r.Seq > after && !s.acked[r.Seq] && n+len(recs) < limit {
-			recs = append(recs, r)
+	sp, inc := s.sp, s.inc
+	i := sort.Search(len(s.mem), func(i int) bool { return s.mem[i].Seq > after })
+	var mem []spool.Record
+	for _, r := range s.mem[i:] {
+		if len(mem) >= limit {
+			break
+		}
+		if !s.acked[r.Seq] {
+			mem = append(mem, r)
 		}
 	}
 	s.mu.Unlock()
-	for _, r := range recs {
-		if !fn(r) {
-			break
+	n, stopped := 0, false
+	emit := func(r spool.Record, inc string) bool {
+		n++
+		if !fn(r, inc) {
+			stopped = true
 		}
+		return !stopped && n < limit
+	}
+	if sp != nil {
+		err := sp.Pending(after, limit, func(r spool.Record) bool {
+			for len(mem) > 0 && mem[0].Seq < r.Seq {
+				if !emit(mem[0], "") {
+					return false
+				}
+				mem = mem[1:]
+			}
+			return emit(r, inc)
+		})
+		if err != nil && !errors.Is(err, spool.ErrClosed) {
+			return err
+		}
+	}
+	for len(mem) > 0 && !stopped && n < limit {
+		emit(mem[0], "")
+		mem = mem[1:]
 	}
 	return nil
 }
 
-// PendingCount is the number of records not yet acknowledged, without
-// reading them.
-func (s *store) PendingCount() int64 {
-	var n int64
-	if s.sp != nil {
-		n = s.sp.Stats().Pending
-	}
+// Counts returns the records not yet acknowledged: in the spool, and held
+// only in memory.
+func (s *store) Counts() (inSpool, inMemory int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sp != nil {
+		inSpool = s.sp.Stats().Pending
+	}
 	for _, r := range s.mem {
 		if !s.acked[r.Seq] {
-			n++
+			inMemory++
 		}
 	}
-	return n
+	return inSpool, inMemory
+}
+
+// PendingCount is the number of records not yet acknowledged.
+func (s *store) PendingCount() int64 {
+	a, b := s.Counts()
+	return a + b
 }
 
 // Ack marks records as delivered.
 func (s *store) Ack(seqs []uint64) {
-	if s.sp != nil {
-		s.sp.Ack(seqs...)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sp != nil {
+		s.sp.Ack(seqs...) // also takes them out of its loss reports
+	}
 	// A record the memory bound pushed out may still have been in a batch
 	// the sender held: delivered after all, so not reported as lost.
-	// (Spool ranges are kept whole: the spool acknowledges its reports by
-	// value.)
-	var mem, other []spool.DroppedRange
-	for _, d := range s.dropped {
-		if d.Reason == spool.DropMemory {
-			mem = append(mem, d)
-		} else {
-			other = append(other, d)
-		}
+	if len(s.dropped) > 0 {
+		s.dropped = withoutSeqs(s.dropped, seqs)
 	}
-	s.dropped = append(other, withoutSeqs(mem, seqs)...)
 	if len(s.mem) > 0 {
 		for _, q := range seqs {
 			if q >= s.mem[0].Seq {
@@ -213,68 +499,115 @@ func (s *store) Ack(seqs []uint64) {
 	}
 }
 
-// Dropped returns the lost ranges not yet reported.
+// Dropped returns the losses not yet reported (the spool's and memory's),
+// each with its incarnation. They stay until AckDropped.
 func (s *store) Dropped() []spool.DroppedRange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []spool.DroppedRange
 	if s.sp != nil {
-		out = s.sp.TakeDropped()
+		out = s.sp.Dropped()
 	}
-	s.mu.Lock()
-	out = append(out, s.dropped...)
-	s.dropped = nil
-	s.mu.Unlock()
-	return out
+	return append(out, s.dropped...)
 }
 
 // AckDropped records that ranges were reported in a delivered message.
 func (s *store) AckDropped(r []spool.DroppedRange) {
-	if s.sp != nil && len(r) > 0 {
-		s.sp.AckDropped(r...)
+	if len(r) == 0 {
+		return
 	}
-}
-
-// ReturnDropped puts back ranges whose report was not delivered.
-func (s *store) ReturnDropped(r []spool.DroppedRange) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dropped = append(r, s.dropped...)
+	if s.sp != nil {
+		s.sp.AckDropped(r...)
+	}
+	for _, d := range r {
+		s.dropped = spool.SubtractSpan(s.dropped, d.First, d.Last)
+	}
 }
 
 // LastSeq is the highest seq stored.
 func (s *store) LastSeq() uint64 {
-	var last uint64
-	if s.sp != nil {
-		last = s.sp.LastSeq()
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	last := s.lastRO
+	if s.sp != nil {
+		last = max(last, s.sp.LastSeq())
+	}
 	if n := len(s.mem); n > 0 {
 		last = max(last, s.mem[n-1].Seq)
 	}
 	return last
 }
 
-// Incarnation identifies this spool's life; "" without a spool.
+// Incarnation identifies the spool's life; "" without a spool.
 func (s *store) Incarnation() string {
-	if s.sp == nil {
-		return ""
-	}
-	return s.sp.Incarnation()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inc
 }
 
-// Close syncs and closes the spool; memory contents are reported lost.
+// Volatile is this run's incarnation for readings not in the spool.
+func (s *store) Volatile() string { return s.volatile }
+
+// Close moves what memory holds to the spool if it can be written now,
+// then syncs and closes it. What is left only in memory is lost: it says
+// so, with the number and why.
 func (s *store) Close() error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.degraded {
+		s.recoverLocked()
+	}
 	s.compactLocked()
-	n := len(s.mem)
-	s.mu.Unlock()
-	if n > 0 {
-		s.log.Error("readings held in memory (spool not writable) are lost at exit", "readings", n)
+	s.logEvictedLocked()
+	if n := len(s.mem); n > 0 {
+		s.log.Error("readings held only in memory are lost now: the spool could not be written, so they were not saved and will not be sent after a restart",
+			"readings", n, "seq_first", s.mem[0].Seq, "seq_last", s.mem[n-1].Seq, "dir", s.opts.Dir, "cause", s.spErr)
+	}
+	if len(s.dropped) > 0 && (s.sp == nil || s.degraded) {
+		var n uint64
+		for _, d := range s.dropped {
+			n += d.Count
+		}
+		s.log.Error("earlier losses not yet reported to the cloud are only in memory and are not reported after a restart",
+			"readings", n, "ranges", len(s.dropped))
 	}
 	if s.sp == nil {
 		return nil
 	}
+	if len(s.dropped) > 0 && !s.degraded {
+		_ = s.sp.AddDropped(s.dropped...)
+	}
 	return s.sp.Close()
+}
+
+// logStored logs each stored group at debug level: the torture test
+// accounts for every reading taken with these lines.
+func (s *store) logStored(recs []spool.Record, where, inc string) {
+	if len(recs) == 0 || !s.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	start := 0
+	for i := 1; i <= len(recs); i++ {
+		if i < len(recs) && sameTag(recs[i].Data, recs[start].Data) {
+			continue
+		}
+		h, _, _ := SplitRecord(recs[start].Data)
+		tag := h.Incarnation
+		if tag == "" {
+			tag = inc
+		}
+		s.log.Debug("stored", "first", recs[start].Seq, "last", recs[i-1].Seq, "count", i-start,
+			"in", where, "incarnation", tag, "volatile", h.Volatile)
+		start = i
+	}
+}
+
+func sameTag(a, b []byte) bool {
+	x, _, _ := SplitRecord(a)
+	y, _, _ := SplitRecord(b)
+	return x.Incarnation == y.Incarnation && x.Volatile == y.Volatile
 }
 
 // withoutSeqs removes seqs from the ranges, splitting them as needed.
@@ -285,26 +618,52 @@ func withoutSeqs(ranges []spool.DroppedRange, seqs []uint64) []spool.DroppedRang
 	}
 	sorted := slices.Clone(seqs)
 	slices.Sort(sorted)
-	var out []spool.DroppedRange
-	for _, r := range ranges {
-		lo, _ := slices.BinarySearch(sorted, r.First)
-		if lo == len(sorted) || sorted[lo] > r.Last {
-			out = append(out, r)
-			continue
-		}
-		next := r.First
-		for _, q := range sorted[lo:] {
-			if q > r.Last {
-				break
-			}
-			if q > next {
-				out = append(out, spool.DroppedRange{First: next, Last: q - 1, Count: q - next, Reason: r.Reason})
-			}
-			next = q + 1
-		}
-		if next <= r.Last {
-			out = append(out, spool.DroppedRange{First: next, Last: r.Last, Count: r.Last - next + 1, Reason: r.Reason})
-		}
+	out := ranges
+	for _, q := range sorted {
+		out = spool.SubtractSpan(out, q, q)
 	}
 	return out
+}
+
+// reconfigure applies a reloaded config's limits.
+func (s *store) reconfigure(maxMem int, maxBytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxMem, s.opts.MaxBytes = maxMem, maxBytes
+	if s.sp != nil {
+		s.sp.SetMaxBytes(maxBytes)
+	}
+}
+
+// adopt takes over the memory of a store closed by a reload.
+func (s *store) adopt(c carried) {
+	if len(c.recs) == 0 && len(c.dropped) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addMemLocked(c.recs)
+	s.dropped = append(s.dropped, c.dropped...)
+	// Move them to this spool at the next append.
+	s.degraded, s.retryAt = true, time.Time{}
+}
+
+// release closes the store for a reload that moves it elsewhere and
+// returns what only memory holds, so the next store keeps it.
+func (s *store) release() carried {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.degraded && s.sp != nil {
+		s.recoverLocked()
+	}
+	s.compactLocked()
+	c := carried{recs: s.mem, dropped: s.dropped}
+	s.mem, s.dropped, s.memBytes = nil, nil, 0
+	if s.sp != nil {
+		if err := s.sp.Close(); err != nil {
+			s.log.Error("closing the spool", "err", err)
+		}
+		s.sp = nil
+	}
+	return c
 }

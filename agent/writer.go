@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/reading"
@@ -44,7 +43,7 @@ func (a *Agent) writeLoop(samples <-chan scheduler.Sample) {
 					break drain
 				}
 			}
-			a.store.Append(recs)
+			a.st.store.Append(recs)
 			a.head.Store(recs[len(recs)-1].Seq)
 			a.wake()
 			switch {
@@ -61,19 +60,29 @@ func (a *Agent) writeLoop(samples <-chan scheduler.Sample) {
 	}
 }
 
-// record stamps a sample: seq, UTC time, and the topic it will go to.
+// record stamps a sample: seq, UTC time, and the topic it will go to. A
+// seq the counter could not make durable goes with the volatile
+// incarnation.
 func (a *Agent) record(s scheduler.Sample) spool.Record {
-	n, err := a.seq.Next()
-	if err != nil {
-		a.log.Error("cannot persist the sequence counter: numbers may repeat after a reboot", "err", err)
+	n, durable := a.st.seq.Next()
+	if durable != a.seqDurable {
+		a.seqDurable = durable
+		if durable {
+			a.log.Warn("sequence counter written again: readings are numbered under the spool's incarnation")
+		} else {
+			a.log.Error(`cannot write the sequence counter: readings carry a volatile incarnation ("volatile":true) until it can be written, so their numbers stay unique`,
+				"err", a.st.seq.Err())
+		}
 	}
 	a.taken.Add(1) // health readings included: taken and published compare
 	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values,
 		Type: s.Type, Error: s.Error, LastSuccess: s.LastSuccess, ClockUnsynced: !a.clockNow()}
-	topic := a.topics[s.Sensor]
-	data := make([]byte, 0, len(topic)+1+160)
-	data = append(append(data, topic...), '\n')
-	return spool.Record{Seq: n, Data: r.AppendJSON(data)}
+	h := Head{Topic: a.topics[s.Sensor]}
+	if !durable {
+		h.Incarnation, h.Volatile = a.st.store.Volatile(), true
+	}
+	data := make([]byte, 0, len(h.Topic)+len(h.Incarnation)+3+160)
+	return spool.Record{Seq: n, Data: r.AppendJSON(appendHead(data, h))}
 }
 
 // logClockAtStart says whether the clock is synchronised. Sampling starts
@@ -103,21 +112,18 @@ func (a *Agent) clockNow() bool {
 	return synced
 }
 
-// SplitRecord returns a record's topic and reading JSON.
-func SplitRecord(data []byte) (topic string, js []byte, ok bool) {
-	i := bytes.IndexByte(data, '\n')
-	if i < 0 {
-		return "", nil, false
-	}
-	return string(data[:i]), data[i+1:], true
-}
-
 func (a *Agent) sync() {
-	synced, err := a.store.Sync()
+	synced, err := a.st.store.Sync()
 	if err != nil {
-		a.log.Error("spool sync failed: readings since the last sync may be lost in a power cut", "err", err)
+		// Once per distinct error, or per minute: a failing disk must not
+		// flood the journal.
+		if msg := err.Error(); msg != a.syncErr || time.Since(a.syncErrAt) >= time.Minute {
+			a.syncErr, a.syncErrAt = msg, time.Now()
+			a.log.Error("spool sync failed: readings since the last sync may be lost in a power cut", "err", err)
+		}
 		return
 	}
+	a.syncErr = ""
 	if synced > a.synced.Load() {
 		a.synced.Store(synced)
 		// The power-cut test reads this line: every seq up to

@@ -23,14 +23,28 @@ const MaxDropped = 8
 
 // droppedReserve is room kept free in every message for the dropped
 // field, so a message never passes MaxPayload once it is added.
-const droppedReserve = len(`,"dropped":[]`) + MaxDropped*(len(`{"first":18446744073709551615,"last":18446744073709551615,"count":18446744073709551615,"reason":""},`)+maxReason)
+const droppedReserve = len(`,"dropped":[]`) + MaxDropped*(len(`{"first":18446744073709551615,"last":18446744073709551615,"count":18446744073709551615,"reason":"","incarnation":"00000000000000000000000000000000"},`)+maxReason)
+
+// incLen is the length of an incarnation id (32 hex digits).
+const incLen = 32
+
+// Stream is what the readings of one message share: the topic, and the
+// incarnation their seqs were numbered under ("" = the envelope's, given
+// at send time).
+type Stream struct {
+	Topic       string
+	Incarnation string
+	// Volatile marks an incarnation that lives only in memory: the seqs
+	// were numbered while the disk could not be written (see the agent).
+	Volatile bool
+}
 
 // Batch is the readings of one message.
 type Batch struct {
-	Topic string
-	Seqs  []uint64 // seq of each reading, in order
-	Ends  []int    // end offset in Body of each reading
-	Body  []byte   // the readings' JSON objects, comma separated
+	Stream
+	Seqs []uint64 // seq of each reading, in order
+	Ends []int    // end offset in Body of each reading
+	Body []byte   // the readings' JSON objects, comma separated
 }
 
 // Count is the number of readings.
@@ -41,8 +55,8 @@ func (b *Batch) Count() int { return len(b.Seqs) }
 func (b *Batch) Split() (Batch, Batch) {
 	h := len(b.Seqs) / 2
 	cut := b.Ends[h-1]
-	first := Batch{Topic: b.Topic, Seqs: b.Seqs[:h:h], Ends: b.Ends[:h:h], Body: b.Body[:cut:cut]}
-	second := Batch{Topic: b.Topic, Seqs: b.Seqs[h:], Body: b.Body[cut+1:]}
+	first := Batch{Stream: b.Stream, Seqs: b.Seqs[:h:h], Ends: b.Ends[:h:h], Body: b.Body[:cut:cut]}
+	second := Batch{Stream: b.Stream, Seqs: b.Seqs[h:], Body: b.Body[cut+1:]}
 	for _, e := range b.Ends[h:] {
 		second.Ends = append(second.Ends, e-cut-1)
 	}
@@ -61,7 +75,9 @@ func (b *Batch) Reading(i int) []byte {
 // Dropped is a range of readings lost before they could be sent.
 type Dropped struct {
 	First, Last, Count uint64
-	Reason             string // "spool full", "corrupt", "lost by storage", "memory full"
+	Reason             string // "spool full", "corrupt", "lost by storage", "memory full", "spool deleted"
+	// Incarnation the seqs were numbered under, when not the message's.
+	Incarnation string
 }
 
 // maxReason bounds Reason's length in the envelope.
@@ -82,12 +98,22 @@ type Meta struct {
 // Single format (one reading, its fields after device and incarnation):
 //
 //	{"device":"d","incarnation":"i","dropped":[...],"seq":1,"sensor":...}
+//
+// The incarnation is b's, else m's; a volatile one is followed by
+// "volatile":true.
 func Envelope(dst []byte, m Meta, b *Batch, single bool) []byte {
 	dst = append(dst, `{"device":`...)
 	dst = reading.AppendString(dst, m.Device)
-	if m.Incarnation != "" {
+	inc := b.Incarnation
+	if inc == "" {
+		inc = m.Incarnation
+	}
+	if inc != "" {
 		dst = append(dst, `,"incarnation":`...)
-		dst = reading.AppendString(dst, m.Incarnation)
+		dst = reading.AppendString(dst, inc)
+	}
+	if b.Volatile {
+		dst = append(dst, `,"volatile":true`...)
 	}
 	if !single {
 		dst = append(dst, `,"sent_at":"`...)
@@ -109,6 +135,10 @@ func Envelope(dst []byte, m Meta, b *Batch, single bool) []byte {
 			if d.Reason != "" {
 				dst = append(dst, `,"reason":`...)
 				dst = reading.AppendString(dst, d.Reason[:min(len(d.Reason), maxReason)])
+			}
+			if d.Incarnation != "" && d.Incarnation != inc {
+				dst = append(dst, `,"incarnation":`...)
+				dst = reading.AppendString(dst, d.Incarnation[:min(len(d.Incarnation), incLen)])
 			}
 			dst = append(dst, '}')
 		}
@@ -140,8 +170,8 @@ type Options struct {
 type Batcher struct {
 	opts     Options
 	envelope int // bytes of the envelope around the readings, worst case
-	pending  map[string]*pending
-	order    []string // topics in first-seen order, for stable flushing
+	pending  map[Stream]*pending
+	order    []Stream // in first-seen order, for stable flushing
 	now      func() time.Time
 }
 
@@ -162,23 +192,23 @@ func New(opts Options, now func() time.Time) *Batcher {
 	if opts.MaxReadings <= 0 {
 		opts.MaxReadings = 1
 	}
-	env := len(`{"device":,"incarnation":,"sent_at":"","readings":[]}`) + sentAtLen +
-		len(reading.AppendString(nil, opts.Device)) + len(reading.AppendString(nil, opts.Incarnation))
-	return &Batcher{opts: opts, envelope: env, pending: map[string]*pending{}, now: now}
+	env := len(`{"device":,"incarnation":"","volatile":true,"sent_at":"","readings":[]}`) + sentAtLen +
+		len(reading.AppendString(nil, opts.Device)) + max(len(opts.Incarnation), incLen)
+	return &Batcher{opts: opts, envelope: env, pending: map[Stream]*pending{}, now: now}
 }
 
-// Add adds the encoded reading r (seq seq) for topic and returns the
+// Add adds the encoded reading r (seq seq) to stream st and returns the
 // batches that became ready: a full batch flushed to make room, and a
 // batch that reached max_readings or max_bytes.
-func (b *Batcher) Add(topic string, seq uint64, r []byte) []Batch {
+func (b *Batcher) Add(st Stream, seq uint64, r []byte) []Batch {
 	if b.opts.Single {
-		return []Batch{{Topic: topic, Seqs: []uint64{seq}, Ends: []int{len(r)}, Body: append([]byte(nil), r...)}}
+		return []Batch{{Stream: st, Seqs: []uint64{seq}, Ends: []int{len(r)}, Body: append([]byte(nil), r...)}}
 	}
-	p := b.pending[topic]
+	p := b.pending[st]
 	if p == nil {
 		p = &pending{}
-		b.pending[topic] = p
-		b.order = append(b.order, topic)
+		b.pending[st] = p
+		b.order = append(b.order, st)
 	}
 	var out []Batch
 	if p.b.Count() > 0 && b.envelope+len(p.b.Body)+1+len(r) > b.opts.MaxBytes {
@@ -187,7 +217,7 @@ func (b *Batcher) Add(topic string, seq uint64, r []byte) []Batch {
 	if p.b.Count() > 0 {
 		p.b.Body = append(p.b.Body, ',')
 	} else {
-		p.b.Topic = topic
+		p.b.Stream = st
 		p.oldest = b.now()
 	}
 	p.b.Body = append(p.b.Body, r...)
@@ -243,6 +273,14 @@ func (b *Batcher) Flush() []Batch {
 func (b *Batcher) Reset() {
 	clear(b.pending)
 	b.order = b.order[:0]
+}
+
+// AppendSeqs appends the seqs of the readings pending.
+func (b *Batcher) AppendSeqs(dst []uint64) []uint64 {
+	for _, p := range b.pending {
+		dst = append(dst, p.b.Seqs...)
+	}
+	return dst
 }
 
 // Len returns the number of readings pending.

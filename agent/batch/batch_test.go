@@ -3,6 +3,7 @@ package batch
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ func (d *Dropped) UnmarshalJSON(b []byte) error {
 	var v struct {
 		First, Last, Count uint64
 		Reason             string
+		Incarnation        string
 	}
 	err := json.Unmarshal(b, &v)
 	*d = Dropped(v)
@@ -83,7 +85,7 @@ func TestFlushTriggers(t *testing.T) {
 			b := New(tt.opts, clk.now)
 			var out []Batch
 			for i := range tt.adds {
-				out = append(out, b.Add("t", uint64(i+1), rd(uint64(i+1), "s", t0))...)
+				out = append(out, b.Add(Stream{Topic: "t"}, uint64(i+1), rd(uint64(i+1), "s", t0))...)
 			}
 			clk.t = clk.t.Add(tt.advance)
 			out = append(out, b.Due()...)
@@ -115,7 +117,7 @@ func TestMaxBytes(t *testing.T) {
 	b := New(Options{Device: "pi-1", Incarnation: testMeta.Incarnation, MaxReadings: 1000, MaxBytes: 1024, FlushInterval: time.Hour}, func() time.Time { return t0 })
 	var out []Batch
 	for i := range 40 {
-		out = append(out, b.Add("t", uint64(i+1), rd(uint64(i+1), "s", t0))...)
+		out = append(out, b.Add(Stream{Topic: "t"}, uint64(i+1), rd(uint64(i+1), "s", t0))...)
 	}
 	if len(out) < 2 {
 		t.Fatalf("want several size-bound batches, got %d", len(out))
@@ -140,13 +142,13 @@ func TestNeverOver128KB(t *testing.T) {
 	for i := range 20000 {
 		r := reading.Reading{Seq: uint64(i + 1), Sensor: "sensor-with-a-long-name", Time: t0,
 			Values: sensors.Values{"temperature_c": 21.43, fmt.Sprintf("note_%d", i%7): float64(i) * 1.000001}}
-		out = append(out, b.Add("t", r.Seq, r.AppendJSON(nil))...)
+		out = append(out, b.Add(Stream{Topic: "t"}, r.Seq, r.AppendJSON(nil))...)
 	}
 	out = append(out, b.Flush()...)
 	// The worst envelope: every dropped slot used with the largest numbers.
 	m := Meta{Device: strings.Repeat("d", 100), Incarnation: testMeta.Incarnation, SentAt: t0}
 	for range MaxDropped {
-		m.Dropped = append(m.Dropped, Dropped{^uint64(0), ^uint64(0), ^uint64(0), strings.Repeat("x", 2*maxReason)})
+		m.Dropped = append(m.Dropped, Dropped{^uint64(0), ^uint64(0), ^uint64(0), strings.Repeat("x", 2*maxReason), strings.Repeat("f", 2*incLen)})
 	}
 	total := 0
 	for _, bt := range out {
@@ -169,9 +171,9 @@ func TestTopicsBatchedSeparately(t *testing.T) {
 	clk := &fakeClock{t0}
 	b := New(Options{Device: "d", MaxReadings: 2, MaxBytes: 64 << 10, FlushInterval: 5 * time.Second}, clk.now)
 	var out []Batch
-	out = append(out, b.Add("a", 1, rd(1, "a", t0))...)
-	out = append(out, b.Add("b", 2, rd(2, "b", t0))...)
-	out = append(out, b.Add("a", 3, rd(3, "a", t0))...)
+	out = append(out, b.Add(Stream{Topic: "a"}, 1, rd(1, "a", t0))...)
+	out = append(out, b.Add(Stream{Topic: "b"}, 2, rd(2, "b", t0))...)
+	out = append(out, b.Add(Stream{Topic: "a"}, 3, rd(3, "a", t0))...)
 	if len(out) != 1 || out[0].Topic != "a" || out[0].Seqs[0] != 1 || out[0].Seqs[1] != 3 {
 		t.Fatalf("got %+v", out)
 	}
@@ -194,12 +196,12 @@ func TestTopicsBatchedSeparately(t *testing.T) {
 func TestSingleFormat(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	b := New(Options{Device: "pi-1", Single: true, MaxReadings: 500, MaxBytes: 64 << 10, FlushInterval: time.Hour}, func() time.Time { return t0 })
-	out := b.Add("t", 5, rd(5, "s", t0))
+	out := b.Add(Stream{Topic: "t"}, 5, rd(5, "s", t0))
 	if len(out) != 1 || out[0].Count() != 1 {
 		t.Fatalf("got %+v", out)
 	}
 	m := testMeta
-	m.Dropped = []Dropped{{1, 3, 3, "spool full"}}
+	m.Dropped = []Dropped{{1, 3, 3, "spool full", ""}}
 	p := Envelope(nil, m, &out[0], true)
 	var got map[string]any
 	if err := json.Unmarshal(p, &got); err != nil {
@@ -211,13 +213,40 @@ func TestSingleFormat(t *testing.T) {
 }
 
 func TestEnvelopeDropped(t *testing.T) {
-	b := Batch{Topic: "t", Seqs: []uint64{9}, Body: rd(9, "s", time.Unix(0, 0))}
+	b := Batch{Stream: Stream{Topic: "t"}, Seqs: []uint64{9}, Body: rd(9, "s", time.Unix(0, 0))}
 	b.Ends = []int{len(b.Body)}
 	m := testMeta
 	m.Dropped = []Dropped{{First: 1, Last: 4, Count: 4, Reason: "spool full"}}
 	e, _ := decode(t, b, m)
-	if len(e.Dropped) != 1 || e.Dropped[0] != (Dropped{1, 4, 4, "spool full"}) {
+	if len(e.Dropped) != 1 || e.Dropped[0] != (Dropped{1, 4, 4, "spool full", ""}) {
 		t.Fatalf("dropped = %+v", e.Dropped)
+	}
+}
+
+// Readings numbered under another incarnation (carried from a deleted
+// spool, or volatile while the disk failed) go in messages of their own,
+// which name it; a volatile one is marked. A dropped range names its
+// incarnation only when it is not the message's.
+func TestStreams(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	b := New(Options{Device: "pi-1", MaxReadings: 500, MaxBytes: 64 << 10, FlushInterval: time.Hour}, func() time.Time { return t0 })
+	const other = "ffffffffffffffffffffffffffffffff"
+	b.Add(Stream{Topic: "t"}, 1, rd(1, "s", t0))
+	b.Add(Stream{Topic: "t", Incarnation: other, Volatile: true}, 2, rd(2, "s", t0))
+	b.Add(Stream{Topic: "t"}, 3, rd(3, "s", t0))
+	out := b.Flush()
+	if len(out) != 2 || !slices.Equal(out[0].Seqs, []uint64{1, 3}) || !slices.Equal(out[1].Seqs, []uint64{2}) {
+		t.Fatalf("batches %+v", out)
+	}
+	m := testMeta
+	m.Dropped = []Dropped{{1, 1, 1, "memory full", other}, {5, 5, 1, "spool full", testMeta.Incarnation}}
+	for i, want := range []string{
+		`{"device":"pi-1","incarnation":"0123456789abcdef0123456789abcdef","sent_at":"2026-11-26T13:00:05.120Z","dropped":[{"first":1,"last":1,"count":1,"reason":"memory full","incarnation":"ffffffffffffffffffffffffffffffff"},{"first":5,"last":5,"count":1,"reason":"spool full"}],"readings":[`,
+		`{"device":"pi-1","incarnation":"ffffffffffffffffffffffffffffffff","volatile":true,"sent_at":"2026-11-26T13:00:05.120Z","dropped":[{"first":1,"last":1,"count":1,"reason":"memory full"},{"first":5,"last":5,"count":1,"reason":"spool full","incarnation":"0123456789abcdef0123456789abcdef"}],"readings":[`,
+	} {
+		if p := Envelope(nil, m, &out[i], false); !strings.HasPrefix(string(p), want) {
+			t.Errorf("message %d:\n%s\nwant a prefix\n%s", i, p, want)
+		}
 	}
 }
 
@@ -226,7 +255,7 @@ func TestSplit(t *testing.T) {
 	b := New(Options{Device: "d", MaxReadings: 5, MaxBytes: 64 << 10, FlushInterval: time.Hour}, func() time.Time { return t0 })
 	var full []Batch
 	for i := range 5 {
-		full = append(full, b.Add("t", uint64(i+1), rd(uint64(i+1), "s", t0))...)
+		full = append(full, b.Add(Stream{Topic: "t"}, uint64(i+1), rd(uint64(i+1), "s", t0))...)
 	}
 	x, y := full[0].Split()
 	if x.Count() != 2 || y.Count() != 3 {
@@ -245,6 +274,6 @@ func BenchmarkAdd(b *testing.B) {
 	r := rd(1, "greenhouse", t0)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		bt.Add("t", uint64(i), r)
+		bt.Add(Stream{Topic: "t"}, uint64(i), r)
 	}
 }

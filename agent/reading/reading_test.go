@@ -134,14 +134,14 @@ func TestSequencerResume(t *testing.T) {
 				if st.last < 0 {
 					last = handed
 				}
-				s, err := OpenSequencer(dir, 10, st.boot, st.spool, last)
+				s, err := OpenSequencer(SeqOptions{Dir: dir, Lease: 10, Boot: st.boot, Spool: st.spool, Last: last})
 				if err != nil {
 					t.Fatal(err)
 				}
 				for j := range st.n {
-					n, err := s.Next()
-					if err != nil {
-						t.Fatal(err)
+					n, durable := s.Next()
+					if !durable {
+						t.Fatalf("seq %d not durable: %v", n, s.Err())
 					}
 					if j == 0 && n != st.want {
 						t.Errorf("step %d: first seq %d, want %d", i, n, st.want)
@@ -160,14 +160,14 @@ func TestSequencerNeverRepeats(t *testing.T) {
 	dir := t.TempDir()
 	var last uint64
 	for run := range 4 {
-		s, err := OpenSequencer(dir, 10, "", "", last)
+		s, err := OpenSequencer(SeqOptions{Dir: dir, Lease: 10, Last: last})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for range 25 { // crosses lease boundaries
-			n, err := s.Next()
-			if err != nil {
-				t.Fatal(err)
+			n, durable := s.Next()
+			if !durable {
+				t.Fatalf("seq %d not durable: %v", n, s.Err())
 			}
 			if n <= last {
 				t.Fatalf("run %d: seq %d after %d", run, n, last)
@@ -180,7 +180,8 @@ func TestSequencerNeverRepeats(t *testing.T) {
 
 func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := OpenSequencer(dir, 10, "b", "s", 0)
+	o := SeqOptions{Dir: dir, Lease: 10, Boot: "b", Spool: "s"}
+	s, _ := OpenSequencer(o)
 	var last uint64
 	for range 15 {
 		last, _ = s.Next()
@@ -188,38 +189,74 @@ func TestSequencerCorruptFileFallsBackToBackup(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "seq"), []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := OpenSequencer(dir, 10, "b", "s", 0)
+	s2, err := OpenSequencer(o)
 	if err != nil {
-		t.Fatalf("corrupt seq file must not stop the agent: %v", err)
+		t.Fatalf("corrupt seq file with a sound backup: %v", err)
 	}
-	n, _ := s2.Next()
-	if n <= last {
-		t.Fatalf("seq %d repeats after %d", n, last)
+	n, durable := s2.Next()
+	if n <= last || !durable {
+		t.Fatalf("seq %d (durable %t) after %d", n, durable, last)
+	}
+	// Damaged again: the backup written by the recovery is sound.
+	os.WriteFile(filepath.Join(dir, "seq"), []byte("garbage"), 0o600)
+	if _, err := OpenSequencer(o); err != nil {
+		t.Fatalf("backup after a recovery: %v", err)
 	}
 }
 
+// Unknown leases (both files damaged, or unreadable): numbers keep coming,
+// marked not durable, with an error that says what to do; a new spool
+// incarnation (Rebind) makes them durable again.
 func TestSequencerBothCorrupt(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "seq"), []byte("x"), 0o600)
 	os.WriteFile(filepath.Join(dir, "seq.prev"), []byte("y"), 0o600)
-	if _, err := OpenSequencer(dir, 10, "b", "s", 0); err == nil {
-		t.Fatal("want an error explaining the corrupt seq files")
+	clk := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	s, err := OpenSequencer(SeqOptions{Dir: dir, Lease: 10, Boot: "b", Spool: "s", Now: func() time.Time { return clk }})
+	if err == nil || !strings.Contains(err.Error(), "remove both") {
+		t.Fatalf("want an error explaining the corrupt seq files, got %v", err)
+	}
+	clk = clk.Add(time.Hour) // retries do not help: the start is unknown
+	if n, durable := s.Next(); durable || n != 1 {
+		t.Fatalf("Next = %d, %t", n, durable)
+	}
+	if err := s.Rebind("s2", 50); err != nil {
+		t.Fatal(err)
+	}
+	if n, durable := s.Next(); !durable || n != 51 {
+		t.Fatalf("after Rebind: Next = %d, %t", n, durable)
 	}
 }
 
+// A state dir that cannot be written (read-only remount, full disk): the
+// agent still gets numbers, not durable, and durable ones again once the
+// lease can be written (tried every RetryInterval).
 func TestSequencerUnwritableDir(t *testing.T) {
-	if os.Geteuid() == 0 {
-		// root ignores permissions; use a path under a regular file.
-		f := filepath.Join(t.TempDir(), "file")
-		os.WriteFile(f, nil, 0o600)
-		if _, err := OpenSequencer(filepath.Join(f, "state"), 10, "b", "s", 0); err == nil {
-			t.Fatal("want an error for a state dir that cannot exist")
-		}
-		return
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	state := filepath.Join(blocker, "state") // cannot exist while blocker is a file
+	clk := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	s, err := OpenSequencer(SeqOptions{Dir: state, Lease: 10, Boot: "b", Spool: "s", Last: 7, Now: func() time.Time { return clk }})
+	if err == nil || !strings.Contains(err.Error(), state) {
+		t.Fatalf("want an error naming the state dir, got %v", err)
 	}
-	dir := t.TempDir()
-	os.Chmod(dir, 0o500)
-	if _, err := OpenSequencer(filepath.Join(dir, "state"), 10, "b", "s", 0); err == nil {
-		t.Fatal("want an error for an unwritable state dir")
+	for want := uint64(8); want < 30; want++ { // past the in-memory lease
+		if n, durable := s.Next(); n != want || durable {
+			t.Fatalf("Next = %d, %t; want %d, false", n, durable, want)
+		}
+	}
+	os.Remove(blocker)
+	if _, durable := s.Next(); durable {
+		t.Fatal("durable before the retry interval passed")
+	}
+	clk = clk.Add(RetryInterval)
+	n, durable := s.Next()
+	if !durable || n != 31 || s.Err() != nil {
+		t.Fatalf("after the disk came back: Next = %d, %t (%v)", n, durable, s.Err())
+	}
+	// What was handed out is under the lease now written.
+	s2, _ := OpenSequencer(SeqOptions{Dir: state, Lease: 10, Boot: "b2", Spool: "s"})
+	if n, _ := s2.Next(); n <= 31 {
+		t.Fatalf("after a reboot: %d repeats", n)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Sequencer hands out the device's sequence numbers: one counter for all
@@ -26,18 +27,34 @@ import (
 //   - new boot (maybe a power cut, which may have lost the spool's unsynced
 //     tail): numbering resumes at the lease end, so numbers may skip ahead
 //     but a number that may have been published is never reused.
+//
+// The sequencer never refuses to hand out a number: a reading must never
+// be lost for want of one. When the lease cannot be written (read-only or
+// full disk, unreadable files), Next says the number is not durable: it
+// may be handed out again by a later run, so the caller must publish it
+// under an incarnation of its own (see the agent's volatile incarnation).
+// Persisting is tried again every RetryInterval.
 type Sequencer struct {
-	mu    sync.Mutex
-	path  string
-	boot  string
-	spool string
-	next  uint64
-	limit uint64 // first seq not covered by the persisted lease
-	lease uint64
+	mu      sync.Mutex
+	path    string
+	boot    string
+	spool   string
+	next    uint64
+	limit   uint64 // first seq not covered by the lease
+	lease   uint64
+	durable bool  // the lease up to limit is on disk
+	trusted bool  // the start is known safe, so a lease may be written from it
+	err     error // why numbers are not durable
+	retryAt time.Time
+	now     func() time.Time
 }
 
 // DefaultLease is the block size reserved per write of the seq file.
 const DefaultLease = 10000
+
+// RetryInterval is how often a lease that could not be written is tried
+// again.
+const RetryInterval = 10 * time.Second
 
 const (
 	seqMagic   = "SEQ3"
@@ -59,20 +76,43 @@ func BootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-// OpenSequencer loads the seq file in dir (creating dir and file if
-// needed). boot is the current boot id, spool the spool's incarnation id
-// ("" without a spool) and last the highest seq it holds (0 if none).
-func OpenSequencer(dir string, lease uint64, boot, spool string, last uint64) (*Sequencer, error) {
-	if lease == 0 {
-		lease = DefaultLease
+// SeqOptions say where the counter lives and what the spool holds.
+type SeqOptions struct {
+	Dir   string // the state directory; created if needed
+	Lease uint64 // 0 = DefaultLease
+	Boot  string // the current boot id
+	// Spool is the spool's incarnation ("" without a spool), Last the
+	// highest seq it holds (0 if none).
+	Spool string
+	Last  uint64
+	Now   func() time.Time // nil = time.Now; paces the retries
+}
+
+// OpenSequencer loads the seq file in o.Dir (creating dir and file if
+// needed). It always returns a usable Sequencer; a non-nil error says why
+// its numbers are not durable (yet), for the caller to log.
+func OpenSequencer(o SeqOptions) (*Sequencer, error) {
+	if o.Lease == 0 {
+		o.Lease = DefaultLease
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("state dir %s: %w (set state_dir to a writable directory)", dir, err)
+	if o.Now == nil {
+		o.Now = time.Now
 	}
-	s := &Sequencer{path: filepath.Join(dir, "seq"), lease: lease, boot: boot, spool: spool, next: last + 1}
+	s := &Sequencer{path: filepath.Join(o.Dir, "seq"), lease: o.Lease, boot: o.Boot, spool: o.Spool,
+		next: o.Last + 1, trusted: true, now: o.Now}
+	s.limit = s.next + s.lease // in memory until a lease is written
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+		// Nothing was ever leased here: any start is safe once it can
+		// be written.
+		return s, s.fail(fmt.Errorf("state dir %s: %w (state_dir must be a writable directory)", o.Dir, err))
+	}
 	limit, fileBoot, fileSpool, err := readSeqFile(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+	case err != nil && !errors.Is(err, errCorrupt):
+		// Unreadable (I/O error, permissions): what it leased is unknown.
+		s.trusted = false
+		return s, s.fail(fmt.Errorf("seq file %s: %w", s.path, err))
 	case err != nil:
 		// A corrupt counter must not stop the agent, and must not let
 		// numbers repeat: the backup written before each rename holds
@@ -80,36 +120,72 @@ func OpenSequencer(dir string, lease uint64, boot, spool string, last uint64) (*
 		// lease beyond it.
 		prev, _, _, perr := readSeqFile(s.path + ".prev")
 		if perr != nil {
-			return nil, fmt.Errorf("seq file %s: %w; backup: %v (remove both to restart numbering at 1)", s.path, err, perr)
+			s.trusted = false
+			return s, s.fail(fmt.Errorf("seq file %s: %w; backup: %v: numbers cannot be known safe, so readings carry a volatile incarnation until the spool directory is replaced (or remove both files to restart numbering at 1)", s.path, err, perr))
 		}
-		s.next = max(s.next, prev+lease)
-	case fileBoot != boot || boot == "" || fileSpool != spool || spool == "" || s.next+lease < limit:
+		s.next = max(s.next, prev+s.lease)
+	case fileBoot != o.Boot || o.Boot == "" || fileSpool != o.Spool || o.Spool == "" || s.next+s.lease < limit:
 		// A new boot, or not the spool the numbers were written to:
 		// the last number handed out is unknown, the lease end is safe.
 		s.next = max(s.next, limit)
 	}
+	s.limit = s.next + s.lease
 	if err := s.extend(); err != nil {
-		return nil, err
+		return s, s.fail(err)
 	}
 	return s, nil
 }
 
-// Next returns the next sequence number. It always returns a usable number:
-// a reading must never be lost for want of one. A non-nil error means the
-// new lease could not be persisted, so numbers may repeat after a reboot;
-// the caller should say so loudly.
-func (s *Sequencer) Next() (uint64, error) {
+// fail records why numbers are not durable and when to try again.
+func (s *Sequencer) fail(err error) error {
+	s.durable, s.err = false, err
+	s.retryAt = s.now().Add(RetryInterval)
+	return err
+}
+
+// Next returns the next sequence number, and whether it is durable: a
+// lease covering it is on disk, so no later run can hand it out again.
+func (s *Sequencer) Next() (n uint64, durable bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var err error
-	if s.next >= s.limit {
-		if err = s.extend(); err != nil {
-			s.limit = s.next + s.lease // carry on in memory
+	if s.trusted && (s.durable && s.next >= s.limit || !s.durable && !s.now().Before(s.retryAt)) {
+		if err := s.extend(); err != nil {
+			s.fail(err)
 		}
 	}
-	n := s.next
+	if s.next >= s.limit {
+		s.limit = s.next + s.lease // carry on in memory
+	}
+	n = s.next
 	s.next++
-	return n, err
+	return n, s.durable
+}
+
+// Err says why numbers are not durable, nil when they are.
+func (s *Sequencer) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.durable {
+		return nil
+	}
+	return s.err
+}
+
+// Rebind moves the counter to a new spool incarnation (the old spool was
+// deleted or could not be opened before) holding seqs up to last: the
+// lease is written again for it. Numbers go on from where they were, so
+// they stay increasing within the process.
+func (s *Sequencer) Rebind(spool string, last uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.spool = spool
+	s.next = max(s.next, last+1)
+	// A new incarnation has no numbers yet: any start is safe.
+	s.trusted = true
+	if err := s.extend(); err != nil {
+		return s.fail(err)
+	}
+	return nil
 }
 
 // Peek returns the number Next will hand out next.
@@ -128,7 +204,10 @@ func (s *Sequencer) extend() error {
 	copy(buf[12:12+bootIDLen], s.boot)
 	copy(buf[12+bootIDLen:12+bootIDLen+incLen], s.spool)
 	binary.LittleEndian.PutUint32(buf[seqFileLen-4:], crc32.Checksum(buf[:seqFileLen-4], castagnoli))
-	if old, err := os.ReadFile(s.path); err == nil {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
+		return fmt.Errorf("seq file: %w", err)
+	}
+	if old, err := os.ReadFile(s.path); err == nil && validSeqFile(old) {
 		// Keep the previous lease as a fallback for a damaged file.
 		if err := WriteFileSync(s.path+".prev", old); err != nil {
 			return fmt.Errorf("seq file: %w", err)
@@ -137,20 +216,26 @@ func (s *Sequencer) extend() error {
 	if err := WriteFileSync(s.path, buf); err != nil {
 		return fmt.Errorf("seq file: %w", err)
 	}
-	s.limit = limit
+	s.limit, s.durable, s.err = limit, true, nil
 	return nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var errCorrupt = errors.New("corrupt (bad length, magic or checksum)")
+
+func validSeqFile(b []byte) bool {
+	return len(b) == seqFileLen && string(b[:4]) == seqMagic &&
+		binary.LittleEndian.Uint32(b[seqFileLen-4:]) == crc32.Checksum(b[:seqFileLen-4], castagnoli)
+}
 
 func readSeqFile(path string) (limit uint64, boot, spool string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, "", "", err
 	}
-	if len(b) != seqFileLen || string(b[:4]) != seqMagic ||
-		binary.LittleEndian.Uint32(b[seqFileLen-4:]) != crc32.Checksum(b[:seqFileLen-4], castagnoli) {
-		return 0, "", "", errors.New("corrupt (bad length, magic or checksum)")
+	if !validSeqFile(b) {
+		return 0, "", "", errCorrupt
 	}
 	boot = strings.TrimRight(string(b[12:12+bootIDLen]), "\x00")
 	spool = strings.TrimRight(string(b[12+bootIDLen:12+bootIDLen+incLen]), "\x00")

@@ -101,16 +101,24 @@ func (c *cursorState) clone() cursorState {
 func (c *cursorState) addDropped(d DroppedRange, taken int) int {
 	c.dropped = append(c.dropped, d)
 	for len(c.dropped) > maxDropped {
-		a, b := c.dropped[0], c.dropped[1]
-		c.dropped[1] = DroppedRange{First: min(a.First, b.First), Last: max(a.Last, b.Last), Count: a.Count + b.Count,
-			Reason: a.Reason, Incarnation: a.Incarnation}
-		c.dropped = append(c.dropped[:0], c.dropped[1:]...)
-		switch {
-		case taken == 1:
-			taken = 0
-		case taken >= 2:
-			taken--
-		}
+		taken = mergeOldest(&c.dropped, taken)
+	}
+	return taken
+}
+
+// mergeOldest merges the two oldest reports of *list into one and returns
+// the new count of handed-out leading reports.
+func mergeOldest(list *[]DroppedRange, taken int) int {
+	l := *list
+	a, b := l[0], l[1]
+	l[1] = DroppedRange{First: min(a.First, b.First), Last: max(a.Last, b.Last), Count: a.Count + b.Count,
+		Reason: a.Reason, Incarnation: a.Incarnation}
+	*list = append(l[:0], l[1:]...)
+	switch {
+	case taken == 1:
+		return 0
+	case taken >= 2:
+		return taken - 1
 	}
 	return taken
 }

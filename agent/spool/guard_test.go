@@ -259,3 +259,26 @@ func TestSalvageCarriesReports(t *testing.T) {
 }
 
 var _ io.Closer = (*spool.Lock)(nil)
+
+// A record in a message in flight when its segment was dropped for space
+// is delivered after all: the report must not name it, now or after a
+// restart. A report published in part is kept for the rest.
+func TestDropReportsNeverNameDelivered(t *testing.T) {
+	e := newEnv(t, tiny)
+	e.append(seqRange(1, 80)...) // the 4 KiB spool drops its oldest segments
+	got := e.s.TakeDropped()
+	if len(got) == 0 || got[0].First != 1 || got[0].Last < 10 {
+		t.Fatalf("reports %+v", got)
+	}
+	e.s.Ack(3) // was in flight, then delivered
+	e.s.AckDropped(spool.DroppedRange{First: 1, Last: 2, Count: 2, Reason: spool.DropFull})
+	e.reopen("crash")
+	for _, d := range e.s.TakeDropped() {
+		if d.First <= 3 && 3 <= d.Last || d.First <= 2 {
+			t.Fatalf("after the ack, a report still names 1..3: %+v", d)
+		}
+		if d.Count > d.Last-d.First+1 {
+			t.Fatalf("count above the span: %+v", d)
+		}
+	}
+}

@@ -268,6 +268,20 @@ func open(opts Options, readOnly bool) (*Spool, error) {
 	return s, nil
 }
 
+// SetMaxBytes changes the size limit (a reload of the agent's config).
+// The filesystem still caps it, as at Open.
+func (s *Spool) SetMaxBytes(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		n = defaultMaxBytes
+	}
+	s.maxBytes = max(n, 2*s.segBytes)
+	if !s.readOnly {
+		s.fitToDisk()
+	}
+}
+
 func segName(first uint64) string { return fmt.Sprintf("seg-%016x.log", first) }
 
 // parseSegName accepts exactly seg-<16 lowercase hex digits>.log.

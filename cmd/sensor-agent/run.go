@@ -88,10 +88,18 @@ type service struct {
 
 func (s *service) run(ctx context.Context, cfg *config.Config) error {
 	var prev *config.Config // the config running before a reload, to fall back on
+	// old is the agent a reload replaces: its Run has returned, and the
+	// next agent takes over its lock, spool, counter and memory.
+	var old *agent.Agent
 	for reload := false; ; reload = true {
-		a := agent.New(cfg, s.opts)
+		opts := s.opts
+		opts.Previous = old
+		a := agent.New(cfg, opts)
 		if err := a.Provision(); err != nil {
 			if prev == nil {
+				if old != nil {
+					old.Cleanup()
+				}
 				s.notify(sdStopping)
 				return err
 			}
@@ -100,6 +108,10 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			cfg, prev = prev, nil
 			s.setLogger(cfg)
 			continue
+		}
+		if old != nil {
+			old.Cleanup()
+			old = nil
 		}
 		msg := "sensor-agent started"
 		if reload {
@@ -126,21 +138,22 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			}
 		} else {
 			s.notify(sdReloading, sdStatus("reloading "+s.cfgPath))
-			s.opts.Logger.Info("reloading: stopping the sensors and closing the spool", "config", s.cfgPath)
+			s.opts.Logger.Info("reloading: stopping the sensors; the spool and what memory holds go to the new config", "config", s.cfgPath)
 			stop()
 			err = <-done
 		}
 		stop()
 		stopSup()
 		<-supDone
-		a.Cleanup()
 		if next == nil {
+			a.Cleanup()
 			s.opts.Logger.Info("sensor-agent stopped")
 			return err
 		}
 		if err != nil {
 			s.opts.Logger.Error("reload: the agent stopped with an error", "err", err)
 		}
+		old = a
 		prev, cfg = cfg, next
 		s.setLogger(cfg)
 	}

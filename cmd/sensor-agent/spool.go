@@ -89,7 +89,7 @@ func spoolStats(w io.Writer, dir string, pub config.Publish, asJSON bool) error 
 	b := batch.New(batch.Options{MaxReadings: pub.MaxReadings, MaxBytes: int(pub.MaxBytes), FlushInterval: time.Hour,
 		Single: pub.Format == "single"}, time.Now)
 	err = spool.Export(dir, nil, func(r spool.Record) error {
-		topic, js, ok := agent.SplitRecord(r.Data)
+		h, js, ok := agent.SplitRecord(r.Data)
 		if !ok {
 			return nil
 		}
@@ -105,7 +105,7 @@ func spoolStats(w io.Writer, dir string, pub config.Publish, asJSON bool) error 
 		}
 		out.PendingReadings++
 		out.PendingBytes += int64(len(js))
-		out.PendingBatches += len(b.Add(topic, r.Seq, js))
+		out.PendingBatches += len(b.Add(h, r.Seq, js))
 		return nil
 	})
 	if err != nil {
@@ -196,9 +196,17 @@ func spoolVerify(w io.Writer, dir string) error {
 func spoolExport(w io.Writer, dir string) error {
 	bw := bufio.NewWriter(w)
 	err := spool.Export(dir, nil, func(r spool.Record) error {
-		_, js, ok := agent.SplitRecord(r.Data)
-		if !ok {
+		h, js, ok := agent.SplitRecord(r.Data)
+		if !ok || len(js) < 2 {
 			return nil
+		}
+		if h.Incarnation != "" {
+			// Not the spool's: say whose seq it is.
+			fmt.Fprintf(bw, `{"incarnation":%q,`, h.Incarnation)
+			if h.Volatile {
+				bw.WriteString(`"volatile":true,`)
+			}
+			js = js[1:]
 		}
 		bw.Write(js)
 		return bw.WriteByte('\n')
