@@ -29,10 +29,12 @@ type sender struct {
 	ready   []batch.Batch // live batches, oldest first
 	backlog []batch.Batch
 
-	outage   bool
-	attempt  int
-	retryAt  time.Time
-	nextBack time.Time
+	outage      bool
+	attempt     int
+	retryAt     time.Time
+	nextBack    time.Time
+	outageSince time.Time // the first failure of this outage
+	failLogged  time.Time // the last failure logged
 
 	retry, auth publisher.Backoff
 	buf         []byte
@@ -263,7 +265,8 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		a.published.Add(int64(b.Count()))
 		a.setLastPublish(now, "")
 		if s.outage {
-			a.log.Info("publishing again", "after_attempts", s.attempt)
+			a.log.Info("publishing again", "after_attempts", s.attempt,
+				"outage", now.Sub(s.outageSince).Round(time.Millisecond).String())
 		}
 		s.outage, s.attempt = false, 0
 		s.pop(fromBacklog)
@@ -300,8 +303,21 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		if pe, ok := err.(*publisher.Error); ok && pe.RetryAfter > wait {
 			wait = pe.RetryAfter
 		}
-		a.log.Warn("publish failed; will retry", "err", err, "attempt", s.attempt,
-			"retry_in", wait.Round(time.Millisecond).String())
+		// Retries are frequent: the first few are logged, then one line
+		// a minute, so a day offline does not fill the journal.
+		switch {
+		case s.attempt <= 3:
+			a.log.Warn("publish failed; will retry", "err", err, "attempt", s.attempt,
+				"retry_in", wait.Round(time.Millisecond).String())
+			s.failLogged = now
+		case now.Sub(s.failLogged) >= time.Minute:
+			a.log.Warn("publish still failing; retrying every few seconds", "err", err, "attempt", s.attempt,
+				"since", s.outageSince.UTC().Format(time.RFC3339))
+			s.failLogged = now
+		}
+	}
+	if s.attempt == 1 {
+		s.outageSince = now
 	}
 	s.retryAt = now.Add(wait)
 	s.outage = true

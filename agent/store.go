@@ -561,9 +561,21 @@ func (s *store) Close() error {
 	}
 	s.compactLocked()
 	s.logEvictedLocked()
-	if n := len(s.mem); n > 0 {
+	// One line per incarnation, so each loss can be told from others.
+	byInc := map[string][]uint64{}
+	var incs []string
+	for _, r := range s.mem {
+		h, _, _ := SplitRecord(r.Data)
+		if byInc[h.Incarnation] == nil {
+			incs = append(incs, h.Incarnation)
+		}
+		byInc[h.Incarnation] = append(byInc[h.Incarnation], r.Seq)
+	}
+	for _, inc := range incs {
+		seqs := byInc[inc]
 		s.log.Error("readings held only in memory are lost now: the spool could not be written, so they were not saved and will not be sent after a restart",
-			"readings", n, "seq_first", s.mem[0].Seq, "seq_last", s.mem[n-1].Seq, "dir", s.opts.Dir, "cause", s.spErr)
+			"readings", len(seqs), "seq_first", seqs[0], "seq_last", seqs[len(seqs)-1], "incarnation", inc,
+			"dir", s.opts.Dir, "cause", s.spErr)
 	}
 	if len(s.dropped) > 0 && (s.sp == nil || s.degraded) {
 		var n uint64

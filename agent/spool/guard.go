@@ -194,10 +194,12 @@ func (s *Spool) writeSmall(name string, data []byte) error {
 	return err
 }
 
-// fitToDisk lowers MaxBytes when the filesystem cannot hold it: a spool
-// that fills its disk cannot write its cursor or the agent its sequence
-// file, while one that stops at a limit drops its oldest segment and
-// says so.
+// fitToDisk sets MaxBytes to the configured limit or, when the
+// filesystem cannot hold that, to what it can: a spool that fills its
+// disk cannot write its cursor nor the agent its sequence file, while one
+// that stops at a limit drops its oldest segment and says so. It runs at
+// Open and again whenever the lowered limit is reached, so a disk that
+// was full only for a while does not keep the spool small.
 func (s *Spool) fitToDisk() {
 	sr, ok := s.fs.(SpaceReporter)
 	if !ok {
@@ -208,17 +210,21 @@ func (s *Spool) fitToDisk() {
 		s.log.Debug("spool: free space unknown", "dir", s.dir, "err", err)
 		return
 	}
+	prev := s.maxBytes
 	budget := s.total + avail - diskSlack
-	if s.maxBytes <= budget {
-		return
-	}
-	requested := s.maxBytes
-	s.maxBytes = max(budget, 2*s.minSeg)
-	s.segBytes = max(min(s.segBytes, s.maxBytes/4), s.minSeg)
+	s.maxBytes = max(min(s.wantBytes, budget), 2*s.minSeg)
+	// Segments small enough that several fit in the limit.
+	s.segBytes = max(min(s.wantSeg, s.maxBytes/4), s.minSeg)
 	s.maxBytes = max(s.maxBytes, 2*s.segBytes)
 	s.maxRec = int(min(MaxRecordSize, s.segBytes-segHeaderSize-RecordHeaderSize))
-	s.log.Warn("spool: the size limit is more than the filesystem can hold; using what it can: lower spool.max_bytes or free space",
-		"dir", s.dir, "max_bytes", requested, "free_bytes", avail, "spool_bytes", s.total, "using_bytes", s.maxBytes)
+	switch {
+	case s.maxBytes < prev && s.maxBytes < s.wantBytes:
+		s.log.Warn("spool: the size limit is more than the filesystem can hold; using what it can: lower spool.max_bytes or free space",
+			"dir", s.dir, "max_bytes", s.wantBytes, "free_bytes", avail, "spool_bytes", s.total, "using_bytes", s.maxBytes)
+	case s.maxBytes > prev:
+		s.log.Info("spool: the filesystem has room again; size limit raised", "dir", s.dir, "using_bytes", s.maxBytes,
+			"max_bytes", s.wantBytes)
+	}
 }
 
 // checkPresent notices that the spool was deleted under it: the

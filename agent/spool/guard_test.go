@@ -114,13 +114,13 @@ func TestReserveFreesAFullDisk(t *testing.T) {
 	e.wantPending(seqRange(31, 40))
 }
 
-// spaceFS reports a fixed amount of free space.
+// spaceFS reports a settable amount of free space.
 type spaceFS struct {
 	*spooltest.FaultFS
-	avail int64
+	avail *int64
 }
 
-func (f spaceFS) Available(string) (int64, error) { return f.avail, nil }
+func (f spaceFS) Available(string) (int64, error) { return *f.avail, nil }
 
 // spool.max_bytes larger than the filesystem is noticed at Open and
 // lowered, so the spool drops its oldest segment (reported) instead of
@@ -137,7 +137,8 @@ func TestFitToDisk(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
-			s, err := spool.Open(spool.Options{Dir: "/s", FS: spaceFS{spooltest.NewFaultFS(), tc.avail},
+			avail := tc.avail
+			s, err := spool.Open(spool.Options{Dir: "/s", FS: spaceFS{spooltest.NewFaultFS(), &avail},
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
@@ -153,6 +154,34 @@ func TestFitToDisk(t *testing.T) {
 				t.Fatalf("not logged:\n%s", logs.String())
 			}
 		})
+	}
+}
+
+// A disk full only for a while does not keep the spool small: when the
+// lowered limit is reached, free space is looked at again.
+func TestFitToDiskRoomComesBack(t *testing.T) {
+	avail := int64(10 << 10)
+	s, err := spool.Open(spool.WithMinSegment(spool.Options{Dir: "/s", FS: spaceFS{spooltest.NewFaultFS(), &avail},
+		MaxBytes: 1 << 20, SegmentBytes: 64 << 10}, 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	low := s.Stats().MaxBytes
+	if low >= 1<<20 {
+		t.Fatalf("MaxBytes %d: not lowered", low)
+	}
+	avail = 100 << 20 // the other files went away
+	for seq := uint64(1); s.Stats().Bytes < 2*low; seq++ {
+		if err := s.Append([]spool.Record{{Seq: seq, Data: payload(seq)}}); err != nil {
+			t.Fatal(err)
+		}
+		if seq > 1e5 {
+			t.Fatal("spool never grew past the lowered limit")
+		}
+	}
+	if got := s.Stats(); got.MaxBytes != 1<<20 || got.DroppedRecords != 0 {
+		t.Fatalf("after room came back: MaxBytes %d, dropped %d", got.MaxBytes, got.DroppedRecords)
 	}
 }
 

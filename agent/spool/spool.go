@@ -127,6 +127,10 @@ type Spool struct {
 	readOnly bool
 	closed   bool
 	minSeg   int64
+	// wantBytes is the configured limit; maxBytes may be lower while the
+	// filesystem cannot hold it (fitToDisk).
+	wantBytes int64
+	wantSeg   int64 // likewise the segment size
 
 	lock       io.Closer   // Dir/lock, held while open for writing
 	dirInfo    fs.FileInfo // the directory at Open, to notice it was replaced
@@ -239,6 +243,7 @@ func open(opts Options, readOnly bool) (*Spool, error) {
 	s.minSeg = minSeg
 	s.segBytes = max(min(s.segBytes, s.maxBytes/4), minSeg)
 	s.maxBytes = max(s.maxBytes, 2*s.segBytes)
+	s.wantBytes, s.wantSeg = s.maxBytes, s.segBytes
 	s.maxRec = int(min(MaxRecordSize, s.segBytes-segHeaderSize-RecordHeaderSize))
 	s.syncIvl = max(opts.SyncInterval, 0)
 	s.curIvl = opts.CursorInterval
@@ -276,7 +281,8 @@ func (s *Spool) SetMaxBytes(n int64) {
 	if n <= 0 {
 		n = defaultMaxBytes
 	}
-	s.maxBytes = max(n, 2*s.segBytes)
+	s.wantBytes = max(n, 2*s.wantSeg)
+	s.maxBytes = s.wantBytes
 	if !s.readOnly {
 		s.fitToDisk()
 	}

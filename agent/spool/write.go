@@ -194,6 +194,9 @@ func (s *Spool) makeRoom(need int64) error {
 	if err := s.collect(); err != nil {
 		return err
 	}
+	if s.total+need > s.maxBytes && s.maxBytes < s.wantBytes {
+		s.fitToDisk() // the disk may have room again
+	}
 	for s.total+need > s.maxBytes && len(s.segs) > 0 && s.segs[0] != s.active {
 		if err := s.drop(s.segs[0]); err != nil {
 			return err

@@ -319,6 +319,8 @@ type agentConfig struct {
 	keyFile       string // "" = the PKI's device key
 	extra         string // more top-level YAML (e.g. a spool section)
 	health        bool   // publish health readings (off: the counts below are of measurements)
+	logLevel      string // "" = info; debug adds a "stored" line per group (see ledger)
+	publishExtra  string // more keys of the publish section, indented by two spaces
 }
 
 // write writes the config to a temp dir and returns its path.
@@ -335,9 +337,12 @@ func (c agentConfig) write(t *testing.T) string {
 	if c.keyFile == "" {
 		c.keyFile = c.pki.Path(iotemu.DeviceKeyFile)
 	}
+	if c.logLevel == "" {
+		c.logLevel = "info"
+	}
 	yaml := fmt.Sprintf(`device_id: %s
 state_dir: %s
-log_level: info
+log_level: %s
 endpoint:
   host: localhost
   port: %s
@@ -351,10 +356,10 @@ publish:
   max_readings: %d
   flush_interval: %s
   health: %t
-sensors:
-%s%s`, c.device, q(c.stateDir), port, c.alpn,
+%ssensors:
+%s%s`, c.device, q(c.stateDir), c.logLevel, port, c.alpn,
 		q(c.pki.Path(iotemu.DeviceCertFile)), q(c.keyFile), q(c.pki.Path(iotemu.CAFile)),
-		c.format, c.maxReadings, c.flushInterval, c.health, c.sensors, c.extra)
+		c.format, c.maxReadings, c.flushInterval, c.health, c.publishExtra, c.sensors, c.extra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -399,6 +404,7 @@ func simOpts(t *testing.T, sensor string) *sensors.SimOpts {
 type wireReading struct {
 	Device      string             `json:"device"`
 	Incarnation string             `json:"incarnation"`
+	Volatile    bool               `json:"volatile"` // numbered while the disk could not be written
 	Type        string             `json:"type"`
 	Error       string             `json:"error"`
 	Seq         uint64             `json:"seq"`
@@ -423,6 +429,7 @@ type batchReading struct {
 type wireBatch struct {
 	Device      string            `json:"device"`
 	Incarnation string            `json:"incarnation"`
+	Volatile    bool              `json:"volatile"`
 	SentAt      string            `json:"sent_at"`
 	Dropped     []json.RawMessage `json:"dropped"`
 	Readings    []batchReading    `json:"readings"`
