@@ -246,8 +246,9 @@ func (d *doctor) config() bool {
 			hint = "run doctor as the agent's user or as root"
 		}
 		detail := err.Error()
-		if n := strings.Count(detail, "\n") + 1; n > 1 {
-			detail = fmt.Sprintf("%d problems in %s:\n%s", n, d.cfgPath, detail)
+		// The message lists the first few; Total counts them all.
+		if ce, ok := errors.AsType[*config.Errors](err); ok && ce.Total > 1 {
+			detail = fmt.Sprintf("%d problems in %s:\n%s", ce.Total, d.cfgPath, detail)
 		}
 		d.result(stepConfig, start, statusFail, detail, hint)
 		return false
