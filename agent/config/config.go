@@ -2,6 +2,10 @@
 // wrong type or a missing required field is an error naming the file, line
 // and key. Durations ("30s"), sizes ("64KiB") and ${ENV} expansion are
 // supported. The key names are the product's interface: keep them.
+//
+// Limits (limits.go): a file is one YAML document of at most 1 MiB, its
+// aliases expand to at most 10,000 values, and an error lists the first 20
+// problems and counts the rest.
 package config
 
 import (

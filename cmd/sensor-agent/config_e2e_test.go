@@ -232,13 +232,13 @@ func TestCheckCertificateValidity(t *testing.T) {
 	}{
 		{name: "valid", clock: "synced", want: []string{`(?m)^endpoint localhost:1: certificate and key ok$`}},
 		{name: "expired, clock synchronised", cert: expiredCert, key: expiredKey, clock: "synced", code: 1, want: []string{
-			`(?m)^endpoint localhost:1: FAIL certificate .*expired\.pem\.crt \("expired"\) is EXPIRED 2 days ago by this device's clock: valid from ` + dateRE + ` to ` + dateRE + `, and the clock says ` + dateRE + `; TLS with AWS IoT fails until this is fixed\. The clock is synchronised \(SENSOR_AGENT_DOCTOR_CLOCK=synced\), so the certificate is what is wrong: create a new certificate`,
+			`(?m)^endpoint localhost:1: FAIL certificate .*expired\.pem\.crt \("expired"\): EXPIRED 2 days ago by this device's clock, which says ` + dateRE + `; the certificate is valid from ` + dateRE + ` to ` + dateRE + `\. TLS with AWS IoT fails until this is fixed\. The clock is synchronised \(SENSOR_AGENT_DOCTOR_CLOCK=synced\), so the certificate is what is wrong: create a new certificate`,
 		}},
 		{name: "expired, clock not synchronised", cert: expiredCert, key: expiredKey, clock: "unsynced", code: 1, want: []string{
-			`FAIL certificate .* is EXPIRED 2 days ago by this device's clock: valid from .* The clock is NOT synchronised \(SENSOR_AGENT_DOCTOR_CLOCK=unsynced\): a Raspberry Pi has no real-time clock and may boot with a wrong time, so the clock may be what is wrong; let NTP set it`,
+			`FAIL certificate .*: EXPIRED 2 days ago by this device's clock, which says .* The clock is NOT synchronised \(SENSOR_AGENT_DOCTOR_CLOCK=unsynced\): a Raspberry Pi has no real-time clock and may boot with a wrong time, so the clock may be what is wrong; let NTP set it`,
 		}},
 		{name: "not valid yet, clock not synchronised", cert: futureCert, key: futureKey, clock: "unsynced", code: 1, want: []string{
-			`FAIL certificate .*future\.pem\.crt \("future"\) is NOT VALID YET: valid from ` + dateRE + ` by this device's clock: valid from ` + dateRE + ` to ` + dateRE + `, and the clock says ` + dateRE + `.*a Raspberry Pi has no real-time clock`,
+			`FAIL certificate .*future\.pem\.crt \("future"\): NOT VALID YET \(valid in 2 days\) by this device's clock, which says ` + dateRE + `; the certificate is valid from ` + dateRE + ` to ` + dateRE + `\..*a Raspberry Pi has no real-time clock`,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

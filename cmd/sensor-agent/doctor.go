@@ -355,7 +355,7 @@ func certOutsideValidity(leaf *x509.Certificate, now time.Time) (outside, what s
 		return fmt.Sprintf("EXPIRED %s ago", days(now.Sub(leaf.NotAfter))),
 			"create a new certificate for the thing (aws iot create-keys-and-certificate --set-as-active), attach the policy and the thing to it, and replace the two files: the agent picks them up without a restart"
 	case now.Before(leaf.NotBefore):
-		return fmt.Sprintf("NOT VALID YET: valid from %s", leaf.NotBefore.UTC().Format(time.RFC3339)),
+		return fmt.Sprintf("NOT VALID YET (valid in %s)", days(leaf.NotBefore.Sub(now))),
 			"the certificate starts in the future: issue one valid now"
 	}
 	return "", ""
@@ -371,8 +371,8 @@ func certValidityProblem(file string, leaf *x509.Certificate, now time.Time, syn
 	if outside == "" {
 		return ""
 	}
-	msg := fmt.Sprintf("certificate %s (%q) is %s by this device's clock: valid from %s to %s, and the clock says %s; TLS with AWS IoT fails until this is fixed. ",
-		file, leaf.Subject.CommonName, outside, leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	msg := fmt.Sprintf("certificate %s (%q): %s by this device's clock, which says %s; the certificate is valid from %s to %s. TLS with AWS IoT fails until this is fixed. ",
+		file, leaf.Subject.CommonName, outside, now.UTC().Format(time.RFC3339), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
 	if synced {
 		return msg + "The clock is " + how + ", so the certificate is what is wrong: " + what
 	}
