@@ -10,7 +10,7 @@ import (
 
 // aliasBomb returns a config whose sensors list holds `sensors` aliases to
 // one sim sensor whose values list holds `values` aliases to one value:
-// sensors×values values once expanded, from a file of a few KB. With
+// sensors×values values once expanded, from a file of tens of KB. With
 // channels, the values are mappings (ads1x15 channels), each several nodes.
 func aliasBomb(sensors, values int, channels bool) string {
 	var b strings.Builder
@@ -42,9 +42,9 @@ func TestParseAliasBudget(t *testing.T) {
 			strings.Replace(minimal, "    interval: 100ms\n", "    interval: 100ms\n    calibrate: &cal {level: {offset: 1}}\n  - {name: b, driver: sim, calibrate: *cal}\n  - {name: c, driver: sim, calibrate: *cal}\n", 1),
 			nil},
 		// 1,000 aliases to a sensor of 1,000 aliases: a million values.
-		{"7 KB bomb", aliasBomb(1000, 1000, false),
+		{"1,000 aliases to a sensor of 1,000 aliases", aliasBomb(1000, 1000, false),
 			[]string{"c.yaml:1021: sensors[6]: alias *s (anchor &s on line 12): aliases expand to more than 10000 values; write the entries out or use fewer aliases"}},
-		{"28 KB bomb of mappings", aliasBomb(4000, 4000, true),
+		{"4,000 aliases to a sensor of 4,000 aliased channels", aliasBomb(4000, 4000, true),
 			[]string{"c.yaml:2017: sensors[1].channels[2001]: alias *c (anchor &c on line 16): aliases expand to more than 10000 values"}},
 		{"nested bomb of lists",
 			minimal + "x: &a [l, l, l, l, l, l, l, l, l, l]\ny: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nz: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nw: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",

@@ -18,7 +18,7 @@ import (
 )
 
 // aliasBombSensors is a sensors list of `aliases` aliases to one sensor
-// that itself holds `values` aliases: a few KB that expand to
+// that itself holds `values` aliases: tens of KB that expand to
 // aliases×values values. mappings makes each value a mapping (ads1x15
 // channels), several nodes each.
 func aliasBombSensors(aliases, values int, mappings bool) string {
@@ -65,13 +65,13 @@ func TestConfigRefused(t *testing.T) {
 		lines   int              // if set, the number of lines stderr must have
 	}{
 		{
-			name:    "7 KB alias bomb",
+			name:    "1,000 aliases to a sensor of 1,000 aliases",
 			sensors: aliasBombSensors(1000, 1000, false),
 			want:    []*regexp.Regexp{regexp.MustCompile(`PATH:\d+: sensors\[\d+\]: alias \*s \(anchor &s on line \d+\): aliases expand to more than 10000 values; write the entries out or use fewer aliases\n$`)},
 			lines:   1,
 		},
 		{
-			name:    "28 KB alias bomb of mappings",
+			name:    "4,000 aliases to a sensor of 4,000 aliased channels",
 			sensors: aliasBombSensors(4000, 4000, true),
 			want:    []*regexp.Regexp{regexp.MustCompile(`PATH:\d+: sensors\[0\]\.channels\[\d+\]: alias \*c \(anchor &c on line \d+\): aliases expand to more than 10000 values; write the entries out or use fewer aliases\n$`)},
 			lines:   1,
