@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +36,9 @@ var osGetenv = os.Getenv
 // ParseProxyURL parses a proxy setting: http://[user:password@]host[:port]
 // or https://..., as endpoint.proxy and HTTPS_PROXY take it. A value without
 // a scheme is taken as http://, as net/http does for HTTPS_PROXY. The port
-// defaults to 80 for http and 443 for https. "" gives nil, nil. Errors never
-// repeat the value, which may hold a password.
+// defaults to 80 for http and 443 for https. "" gives nil, nil. Errors show
+// the value only through RedactProxyURL: it may hold a password, and one
+// that holds a '/' no longer parses as one.
 func ParseProxyURL(s string) (*url.URL, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -46,27 +48,33 @@ func ParseProxyURL(s string) (*url.URL, error) {
 		s = "http://" + s
 	}
 	const want = "want http://[user:password@]host:port or https://..."
+	shown := RedactProxyURL(s)
+	if userinfoNeedsEscaping(s) {
+		// Else "http://u:1234/pw@host" parses as host "u", port 1234
+		// and a path, and the error would be about the path.
+		return nil, fmt.Errorf("proxy %s: the user name or password holds / ? or #, which end the user name and password in a URL: percent-encode them (/ as %%2F, ? as %%3F, # as %%23, @ as %%40, : as %%3A, %% as %%25)", shown)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		// url.Parse's error quotes the whole value, password included.
-		return nil, fmt.Errorf("proxy URL is not valid: %s", want)
+		return nil, fmt.Errorf("proxy URL is not valid (%s): %s; percent-encode @ : / %% in the user name and password", shown, want)
 	}
 	switch u.Scheme = strings.ToLower(u.Scheme); u.Scheme {
 	case "http", "https":
 	case "socks5", "socks5h", "socks4":
-		return nil, fmt.Errorf("proxy %s: %s proxies are not supported: %s", u.Redacted(), u.Scheme, want)
+		return nil, fmt.Errorf("proxy %s: %s proxies are not supported: %s", shown, u.Scheme, want)
 	default:
-		return nil, fmt.Errorf("proxy %s: scheme %q is not supported: %s", u.Redacted(), u.Scheme, want)
+		return nil, fmt.Errorf("proxy %s: scheme %q is not supported: %s", shown, u.Scheme, want)
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("proxy %s: no host: %s", u.Redacted(), want)
+		return nil, fmt.Errorf("proxy %s: no host: %s", shown, want)
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return nil, fmt.Errorf("proxy %s: a proxy URL has no path or query: %s", u.Redacted(), want)
+		return nil, fmt.Errorf("proxy %s: a proxy URL has no path or query: %s", shown, want)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("proxy %s: port %q is not a port", u.Redacted(), p)
+			return nil, fmt.Errorf("proxy %s: port %q is not a port", shown, p)
 		}
 	} else if u.Scheme == "https" {
 		u.Host = net.JoinHostPort(u.Hostname(), "443")
@@ -75,6 +83,54 @@ func ParseProxyURL(s string) (*url.URL, error) {
 	}
 	u.Path = ""
 	return u, nil
+}
+
+// RedactProxyURL returns a proxy setting fit to print: everything between
+// "://" (or the start, without a scheme) and the last '@' is replaced by
+// "xxxxx", except a user name that is unambiguous (before the first ':' and
+// of plain URL characters), which is kept as url.URL.Redacted keeps it.
+// It relies on no parsing, because a password with an unencoded '/', '?'
+// or '#' makes the value parse as a host and a path, with no user info to
+// hide. Control characters are shown as '?'.
+func RedactProxyURL(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	scheme, rest := "", s
+	if i := strings.Index(s, "://"); i >= 0 && proxySchemeRE.MatchString(s[:i]) {
+		scheme, rest = s[:i+3], s[i+3:]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s // no user info
+	}
+	userinfo, host := rest[:at], rest[at+1:]
+	user, _, hasPass := strings.Cut(userinfo, ":")
+	switch {
+	case !plainUserRE.MatchString(user):
+		return scheme + "xxxxx@" + host
+	case hasPass:
+		return scheme + user + ":xxxxx@" + host
+	}
+	return scheme + user + "@" + host
+}
+
+var (
+	proxySchemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+	// plainUserRE is a user name as RFC 3986 allows it unencoded in user
+	// info (without ':'), percent-escapes included.
+	plainUserRE = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=%-]+$`)
+)
+
+// userinfoNeedsEscaping reports whether what stands before the last '@'
+// after "://" holds a character that ends user info in a URL.
+func userinfoNeedsEscaping(s string) bool {
+	_, rest, _ := strings.Cut(s, "://")
+	at := strings.LastIndex(rest, "@")
+	return at >= 0 && strings.ContainsAny(rest[:at], "/?#")
 }
 
 // ProxyFromEnvironment returns the proxy that the environment prescribes for

@@ -2,6 +2,10 @@
 // wrong type or a missing required field is an error naming the file, line
 // and key. Durations ("30s"), sizes ("64KiB") and ${ENV} expansion are
 // supported. The key names are the product's interface: keep them.
+//
+// Limits (limits.go): a file is one YAML document of at most 1 MiB, its
+// aliases expand to at most 10,000 values, and an error lists the first 20
+// problems and counts the rest.
 package config
 
 import (
@@ -135,9 +139,22 @@ const DefaultInterval = 30 * time.Second
 
 // Load reads and validates the file at path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	// Read no more than the limit allows: the file may be huge, or endless.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		size := int64(len(data))
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
+		return nil, tooLarge(path, size)
 	}
 	return Parse(path, data, os.LookupEnv)
 }
@@ -145,6 +162,9 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates data; name is used in messages, lookup
 // resolves ${VAR} references.
 func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(name, int64(len(data)))
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -153,12 +173,18 @@ func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Confi
 		}
 		return nil, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	if err := onlyDocument(name, dec); err != nil {
+		return nil, err
+	}
 	cfg := Defaults()
 	cfg.File = name
 	d := &decoder{file: name, lines: map[string]int{}}
 	root := &doc
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = root.Content[0]
+	}
+	if err := d.checkAliases(root); err != nil {
+		return nil, err
 	}
 	d.expandEnv(root, lookup)
 	d.decodeStruct(root, reflect.ValueOf(&cfg).Elem(), "", nil)
@@ -171,6 +197,26 @@ func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Confi
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// onlyDocument fails when the file goes on with another YAML document
+// after "---", which would otherwise be silently left unread. An empty
+// one (a trailing "---", comments) is harmless.
+func onlyDocument(name string, dec *yaml.Decoder) error {
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		if len(next.Content) == 1 && next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null" && next.Content[0].Value == "" {
+			continue
+		}
+		return fmt.Errorf("%s:%d: a second YAML document starts here (---): a config is one document, and the agent would ignore this one; merge it into the first or remove the --- line", name, next.Line)
+	}
 }
 
 // decodeSensor decodes the common keys, then the driver's own options.
@@ -262,6 +308,35 @@ func (v *validator) validate(c *Config) {
 	v.publish(c)
 	v.spool(c)
 	v.sensors(c.Sensors)
+	v.topics(c)
+}
+
+// topics renders publish.topic for every sensor, as the agent does when it
+// starts: a topic within AWS IoT's limits as a template can pass them no
+// more once {device}, {sensor} and {driver} are filled in.
+func (v *validator) topics(c *Config) {
+	tmpl, err := publisher.ParseTopicTemplate(c.Publish.Topic)
+	if err != nil {
+		return // reported by publish
+	}
+	if !nameRE.MatchString(c.DeviceID) {
+		return // reported by validate
+	}
+	for i, s := range c.Sensors {
+		if !nameRE.MatchString(s.Name) || s.Driver == "" {
+			continue // reported by sensors
+		}
+		_, err := tmpl.Render(c.DeviceID, s.Name, s.Driver)
+		if err == nil {
+			continue
+		}
+		topic := strings.NewReplacer("{device}", c.DeviceID, "{sensor}", s.Name, "{driver}", s.Driver).Replace(c.Publish.Topic)
+		if inner := errors.Unwrap(err); inner != nil {
+			err = inner // Render's error repeats the template, given here already
+		}
+		v.d.errorf(s.Line, fmt.Sprintf("sensors[%d]", i), "publish.topic %q gives this sensor the topic %q, which AWS IoT refuses: %v; shorten publish.topic, device_id or the sensor's name",
+			c.Publish.Topic, topic, err)
+	}
 }
 
 func (v *validator) endpoint(e *Endpoint) {
@@ -361,10 +436,16 @@ func (v *validator) sensors(list []Sensor) {
 		if s.Driver == "" {
 			v.at(path+".driver", "missing required key: one of %s", strings.Join(sensors.Names(), ", "))
 		}
-		if s.Interval == 0 {
+		// Only a key left out gets its default: a 0 the user wrote (or an
+		// empty value) is a mistake, not a request for 30s.
+		if _, set := v.d.lines[path+".interval"]; set && s.Interval == 0 {
+			v.at(path+".interval", "is 0 or empty: give a positive duration such as 30s, or leave the key out for the default %s", DefaultInterval)
+		} else if s.Interval == 0 {
 			s.Interval = Duration(DefaultInterval)
 		}
-		if s.Timeout == 0 {
+		if _, set := v.d.lines[path+".timeout"]; set && s.Timeout == 0 {
+			v.at(path+".timeout", "is 0 or empty: give a positive duration such as 5s, or leave the key out for the default (the interval, at most 10s)")
+		} else if s.Timeout == 0 {
 			s.Timeout = Duration(min(s.Interval.D(), 10*time.Second))
 		}
 		for k, r := range s.Limits {

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -17,11 +16,16 @@ import (
 // all errors instead of stopping at the first, so one run shows them all.
 type decoder struct {
 	file  string
-	errs  []error
+	errs  []error        // the first MaxListedErrors+1 problems
+	total int            // every problem
 	lines map[string]int // key path → line, for later validation errors
 }
 
 func (d *decoder) errorf(line int, path, format string, args ...any) {
+	d.total++
+	if len(d.errs) > MaxListedErrors {
+		return // counted, not kept: a huge file of mistakes must not cost memory
+	}
 	msg := fmt.Sprintf(format, args...)
 	if path != "" {
 		msg = path + ": " + msg
@@ -29,7 +33,12 @@ func (d *decoder) errorf(line int, path, format string, args ...any) {
 	d.errs = append(d.errs, fmt.Errorf("%s:%d: %s", d.file, line, msg))
 }
 
-func (d *decoder) err() error { return errors.Join(d.errs...) }
+func (d *decoder) err() error {
+	if d.total == 0 {
+		return nil
+	}
+	return &Errors{List: d.errs, Total: d.total}
+}
 
 // structFields maps yaml keys to field indexes for a struct type.
 func structFields(t reflect.Type) map[string]int {

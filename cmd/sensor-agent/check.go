@@ -37,8 +37,15 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		failed++
 		fmt.Fprintf(stdout, "endpoint: FAIL %v\n", err)
 	} else {
+		leaf := c.Certificate()
 		c.Close()
-		fmt.Fprintf(stdout, "endpoint %s:%d: certificate and key ok\n", e.Host, e.Port)
+		synced, how := clockState()
+		if problem := certValidityProblem(e.CertFile, leaf, time.Now(), synced, how); problem != "" {
+			failed++
+			fmt.Fprintf(stdout, "endpoint %s:%d: FAIL %s\n", e.Host, e.Port, problem)
+		} else {
+			fmt.Fprintf(stdout, "endpoint %s:%d: certificate and key ok\n", e.Host, e.Port)
+		}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 	for _, s := range cfg.Sensors {

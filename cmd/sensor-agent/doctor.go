@@ -246,8 +246,9 @@ func (d *doctor) config() bool {
 			hint = "run doctor as the agent's user or as root"
 		}
 		detail := err.Error()
-		if n := strings.Count(detail, "\n") + 1; n > 1 {
-			detail = fmt.Sprintf("%d problems in %s:\n%s", n, d.cfgPath, detail)
+		// The message lists the first few; Total counts them all.
+		if ce, ok := errors.AsType[*config.Errors](err); ok && ce.Total > 1 {
+			detail = fmt.Sprintf("%d problems in %s:\n%s", ce.Total, d.cfgPath, detail)
 		}
 		d.result(stepConfig, start, statusFail, detail, hint)
 		return false
@@ -296,17 +297,14 @@ func (d *doctor) certificate(synced bool) {
 	if leaf := d.leaf; leaf != nil {
 		facts = append(facts, fmt.Sprintf("%s: %q issued by %q, valid %s to %s", filepath.Base(e.CertFile),
 			leaf.Subject.CommonName, leaf.Issuer.CommonName, day(leaf.NotBefore), day(leaf.NotAfter)))
-		d.certValid = !now.Before(leaf.NotBefore) && !now.After(leaf.NotAfter)
+		outside, what := certOutsideValidity(leaf, now)
+		d.certValid = outside == ""
 		left := leaf.NotAfter.Sub(now)
 		switch {
-		case now.After(leaf.NotAfter) && synced:
+		case !d.certValid && synced:
 			worse(statusFail)
-			facts = append(facts, fmt.Sprintf("EXPIRED %s ago", days(-left)))
-			hints = append(hints, "create a new certificate for the thing (aws iot create-keys-and-certificate --set-as-active), attach the policy and the thing to it, and replace the two files: the agent picks them up without a restart")
-		case now.Before(leaf.NotBefore) && synced:
-			worse(statusFail)
-			facts = append(facts, fmt.Sprintf("NOT VALID YET: valid from %s", leaf.NotBefore.UTC().Format(time.RFC3339)))
-			hints = append(hints, "the certificate starts in the future: issue one valid now")
+			facts = append(facts, outside)
+			hints = append(hints, what)
 		case !d.certValid:
 			worse(statusWarn)
 			facts = append(facts, fmt.Sprintf("outside its validity by this device's clock (%s), which is not synchronised", now.UTC().Format(time.RFC3339)))
@@ -346,6 +344,40 @@ func (d *doctor) certificate(synced bool) {
 		facts = append(facts, "AWS certificate id "+publisher.CertificateID(d.leaf))
 	}
 	d.result(stepCert, start, status, strings.Join(facts, "; "), strings.Join(hints, "; "))
+}
+
+// certOutsideValidity says how now lies outside the certificate's
+// validity and what to do about the certificate; "" when inside. doctor
+// and check judge it alike.
+func certOutsideValidity(leaf *x509.Certificate, now time.Time) (outside, what string) {
+	switch {
+	case now.After(leaf.NotAfter):
+		return fmt.Sprintf("EXPIRED %s ago", days(now.Sub(leaf.NotAfter))),
+			"create a new certificate for the thing (aws iot create-keys-and-certificate --set-as-active), attach the policy and the thing to it, and replace the two files: the agent picks them up without a restart"
+	case now.Before(leaf.NotBefore):
+		return fmt.Sprintf("NOT VALID YET (valid in %s)", days(leaf.NotBefore.Sub(now))),
+			"the certificate starts in the future: issue one valid now"
+	}
+	return "", ""
+}
+
+// certValidityProblem is check's verdict on the device certificate's
+// validity at now: "" inside it, else what is wrong, with the dates and
+// the clock. Outside it, TLS fails either way (AWS refuses the
+// certificate, or a wrong clock fails the server's), so check fails; but
+// the clock may be what is wrong, and the message says so.
+func certValidityProblem(file string, leaf *x509.Certificate, now time.Time, synced bool, how string) string {
+	outside, what := certOutsideValidity(leaf, now)
+	if outside == "" {
+		return ""
+	}
+	msg := fmt.Sprintf("certificate %s (%q): %s by this device's clock, which says %s; the certificate is valid from %s to %s. TLS with AWS IoT fails until this is fixed. ",
+		file, leaf.Subject.CommonName, outside, now.UTC().Format(time.RFC3339), leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	if synced {
+		return msg + "The clock is " + how + ", so the certificate is what is wrong: " + what
+	}
+	return msg + "The clock is " + how + ": a Raspberry Pi has no real-time clock and may boot with a wrong time, so the clock may be what is wrong; " +
+		"let NTP set it (timedatectl timesync-status) or set it by hand (date -s), then check again. If the time is right: " + what
 }
 
 func certFileHint(err error) string {

@@ -163,13 +163,27 @@ type result struct {
 // start starts the binary with args; stdin may be nil.
 func start(t *testing.T, ctx context.Context, stdin io.Reader, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, ctx, stdin, nil, args...)
+}
+
+// startEnv is start with env ("NAME=value") added to the environment, in
+// place of the variables of those names (any case) the tests run with.
+func startEnv(t *testing.T, ctx context.Context, stdin io.Reader, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Dir = t.TempDir()
 	cmd.Stdin = stdin
 	// Under journald the agent leaves out the time; keep the plain format.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		for _, e := range env {
+			if n, _, _ := strings.Cut(e, "="); strings.EqualFold(n, name) {
+				return true
+			}
+		}
 		return strings.HasPrefix(kv, "JOURNAL_STREAM=") || strings.HasPrefix(kv, "GORACE=")
 	})
+	cmd.Env = append(cmd.Env, env...)
 	// A race-enabled binary otherwise sleeps 1s at exit, which would blur
 	// the shutdown timings measured here.
 	gorace := os.Getenv("GORACE")
@@ -317,6 +331,7 @@ type agentConfig struct {
 	flushInterval string
 	sensors       string // the sensors list, YAML, indented by two spaces
 	keyFile       string // "" = the PKI's device key
+	certFile      string // "" = the PKI's device certificate
 	extra         string // more top-level YAML (e.g. a spool section)
 	health        bool   // publish health readings (off: the counts below are of measurements)
 	logLevel      string // "" = info; debug adds a "stored" line per group (see ledger)
@@ -340,6 +355,9 @@ func (c agentConfig) write(t *testing.T) string {
 	if c.logLevel == "" {
 		c.logLevel = "info"
 	}
+	if c.certFile == "" {
+		c.certFile = c.pki.Path(iotemu.DeviceCertFile)
+	}
 	yaml := fmt.Sprintf(`device_id: %s
 state_dir: %s
 log_level: %s
@@ -358,7 +376,7 @@ publish:
   health: %t
 %ssensors:
 %s%s`, c.device, q(c.stateDir), c.logLevel, port, c.alpn,
-		q(c.pki.Path(iotemu.DeviceCertFile)), q(c.keyFile), q(c.pki.Path(iotemu.CAFile)),
+		q(c.certFile), q(c.keyFile), q(c.pki.Path(iotemu.CAFile)),
 		c.format, c.maxReadings, c.flushInterval, c.health, c.publishExtra, c.sensors, c.extra)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
