@@ -70,6 +70,7 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Seed:      *seed,
 		Rates:     iotemu.Rates{Status: statuses, Lose: *lose},
 		Delay:     *delay,
+		Mode:      mode,
 		OnMessage: func(m iotemu.Message) {
 			outMu.Lock()
 			defer outMu.Unlock()
@@ -84,11 +85,6 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer srv.Close()
-	if mode != (iotemu.Mode{}) {
-		if err := srv.SetMode(mode); err != nil { // logs the mode
-			return fmt.Errorf("-answer: %w", err)
-		}
-	}
 
 	log.Info("device files", "cert", pki.Path(iotemu.DeviceCertFile), "key", pki.Path(iotemu.DeviceKeyFile), "ca", pki.Path(iotemu.CAFile))
 	if a := srv.ALPNAddr(); a != "" {

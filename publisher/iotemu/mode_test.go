@@ -319,3 +319,13 @@ func TestSetModeErrors(t *testing.T) {
 		t.Errorf("Mode() = %+v, want html 404 with its default title", m)
 	}
 }
+
+func TestStartWithMode(t *testing.T) {
+	s := start(t, iotemu.Options{Mode: iotemu.Mode{Answer: iotemu.HTML, Status: 404}})
+	if r, err := post(t.Context(), noRedirects(t, true, s), s.ALPNAddr(), "/topics/a", "{}"); err != nil || r.status != 404 {
+		t.Fatalf("first request: %+v, %v; want the initial mode's 404", r, err)
+	}
+	if _, err := iotemu.Start(iotemu.Options{Mode: iotemu.Mode{Answer: iotemu.Redirect, Status: 200}}); err == nil || !strings.Contains(err.Error(), "not 3xx") {
+		t.Errorf("Start with a redirect of 200: %v", err)
+	}
+}

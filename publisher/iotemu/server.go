@@ -57,6 +57,8 @@ type Options struct {
 	// Initial faults, as set by SetRates and SetDelay.
 	Rates Rates
 	Delay time.Duration
+	// Mode is the initial answer mode, as set by SetMode.
+	Mode Mode
 }
 
 // Message is one accepted publish.
@@ -171,6 +173,11 @@ func Start(opts Options) (*Server, error) {
 	}
 	if err := s.SetRates(opts.Rates); err != nil {
 		return nil, err
+	}
+	if opts.Mode != (Mode{}) {
+		if err := s.SetMode(opts.Mode); err != nil { // logs the mode
+			return nil, err
+		}
 	}
 	s.http = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
