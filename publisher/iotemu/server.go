@@ -110,21 +110,22 @@ type Server struct {
 	conns     map[*conn]*connTrack
 	messages  []Message
 	arrived   chan struct{} // closed and replaced when a message arrives
+	hellos    []ClientHello
+	counts    counts
+	failQueue []int
+	lose      int
+	delay     time.Duration
+	rates     Rates
+	statuses  []int // keys of rates.Status, sorted, for a deterministic draw
+	faultRand *rand.Rand
+	idRand    *rand.Rand
+
 	requested chan struct{} // closed and replaced when a request arrives
 	mode      Mode
+	swallowed []Message // see Swallowed
 	// modeChanged is closed and replaced by SetMode, and closed by Close:
 	// it wakes stalled requests.
 	modeChanged chan struct{}
-	swallowed   []Message
-	hellos      []ClientHello
-	counts      counts
-	failQueue   []int
-	lose        int
-	delay       time.Duration
-	rates       Rates
-	statuses    []int // keys of rates.Status, sorted, for a deterministic draw
-	faultRand   *rand.Rand
-	idRand      *rand.Rand
 }
 
 type counts struct {
@@ -154,12 +155,12 @@ func Start(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		conns:     make(map[*conn]*connTrack),
 		arrived:   make(chan struct{}),
-		requested: make(chan struct{}),
-		// Closed by SetMode and Close.
+		delay:     opts.Delay,
+		faultRand: rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
+		idRand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0x2545f4914f6cdd1d)),
+
+		requested:   make(chan struct{}),
 		modeChanged: make(chan struct{}),
-		delay:       opts.Delay,
-		faultRand:   rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
-		idRand:      rand.New(rand.NewPCG(uint64(opts.Seed), 0x2545f4914f6cdd1d)),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
