@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +75,10 @@ type Result struct {
 	Status    int
 	TraceID   string
 	RequestID string
+	// Warning, when not empty, says what came back instead of AWS's
+	// documented answer (200 with its JSON) to a reply that was taken as
+	// delivered anyway (see reply.go).
+	Warning string
 }
 
 // Client publishes over one kept-alive HTTPS connection. It is safe for
@@ -89,6 +92,9 @@ type Client struct {
 	certs     *certSource     // the client certificate, reloaded on rotation
 	dialer    *endpointDialer // TLS to the endpoint, direct or via a proxy
 	ports     portState       // the port fallback
+
+	oddReply    atomic.Bool // Result.Warning has been logged
+	alpnMissing atomic.Bool // the last new connection did not negotiate ALPN
 }
 
 // New loads the client certificate and trust roots and prepares the
@@ -294,6 +300,9 @@ func (c *Client) attempt(parent context.Context, port int, topic string, payload
 		GotConn: func(i httptrace.GotConnInfo) {
 			reused.Store(i.Reused)
 			connected.Store(true)
+			if !i.Reused {
+				c.checkALPN(port, i.Conn)
+			}
 		},
 		GotFirstResponseByte: func() { replied.Store(true) },
 	}
@@ -329,35 +338,45 @@ func (c *Client) attempt(parent context.Context, port int, topic string, payload
 	// Drain what is left so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4*maxReplyBody))
 	res, err = replyResult(resp, body, topic)
+	if res.Warning != "" && err == nil && !c.oddReply.Swap(true) {
+		// Once per Client: a captive portal would say it on every publish.
+		c.log.Warn("the endpoint took a publish with an answer that is not AWS IoT's; taken as delivered, but if a captive portal or proxy answers in AWS IoT's place, messages are being lost (logged once)",
+			"endpoint", endpoint, "answer", res.Warning)
+	}
 	return res, info, err
 }
 
-// replyResult turns AWS's reply (its body read) into a Result, or an
-// *Error for a status that is not 2xx.
-func replyResult(resp *http.Response, body []byte, topic string) (Result, error) {
-	var reply struct {
-		Message string `json:"message"`
-		TraceID string `json:"traceId"`
+// checkALPN warns when a new connection to a port where the client offers
+// x-amzn-http-ca did not negotiate it: on 443 AWS IoT then ignores the
+// client certificate and answers 403 Missing Authentication Token. It logs
+// when that changes, not for every connection.
+func (c *Client) checkALPN(port int, conn net.Conn) {
+	if len(c.dialer.routeFor(port).alpn) == 0 {
+		return
 	}
-	_ = json.Unmarshal(body, &reply) // a non-JSON error page just has no fields
-	res := Result{Status: resp.StatusCode, TraceID: reply.TraceID, RequestID: resp.Header.Get("x-amzn-RequestId")}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return res, nil
+	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
+	if !ok {
+		return
 	}
-	msg := reply.Message
-	if msg == "" && !json.Valid(body) {
-		msg = strings.TrimSpace(string(body[:min(len(body), 200)]))
+	cs := tc.ConnectionState()
+	endpoint := c.endpointOn(port)
+	if cs.NegotiatedProtocol == ALPNProtocol {
+		if c.alpnMissing.Swap(false) {
+			c.log.Info("ALPN "+ALPNProtocol+" is negotiated again", "endpoint", endpoint)
+		}
+		return
 	}
-	return res, &Error{
-		Kind:       kindForStatus(resp.StatusCode),
-		Topic:      topic,
-		Status:     resp.StatusCode,
-		ErrorType:  errorTypeName(resp.Header.Get("x-amzn-ErrorType")),
-		TraceID:    reply.TraceID,
-		RequestID:  res.RequestID,
-		Message:    msg,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After")),
+	if c.alpnMissing.Swap(true) {
+		return
 	}
+	args := []any{"endpoint", endpoint, "negotiated", cs.NegotiatedProtocol}
+	if px := c.dialer.routeFor(port).proxy; px != nil {
+		args = append(args, "proxy", px.Redacted())
+	}
+	if len(cs.PeerCertificates) > 0 {
+		args = append(args, "server_cert_issuer", nameOf(cs.PeerCertificates[0].Issuer.CommonName, cs.PeerCertificates[0].Issuer.String()))
+	}
+	c.log.Warn("ALPN "+ALPNProtocol+" was offered but the server did not select it: on port 443 AWS IoT then ignores the client certificate (403 Missing Authentication Token); a proxy or load balancer terminating TLS, a TLS-inspecting middlebox, or a server that is not AWS IoT is answering", args...)
 }
 
 // topicURL builds https://host:port/topics/<topic as one segment>?qos=N.

@@ -361,9 +361,9 @@ func TestPublishRetry(t *testing.T) {
 		{"gives up", func(s *iotemu.Server) { s.FailNext(503, 10) }, 3, publisher.Retry,
 			"503 ServiceUnavailableException: Service unavailable", 3, 0},
 		{"400 not retried", func(s *iotemu.Server) { s.FailNext(400, 5) }, 5, publisher.Permanent, "400 InvalidRequestException", 1, 0},
-		{"405 not retried", func(s *iotemu.Server) { s.FailNext(405, 5) }, 5, publisher.Permanent, "405 MethodNotAllowedException", 1, 0},
+		{"405 not retried, not permanent", func(s *iotemu.Server) { s.FailNext(405, 5) }, 5, publisher.Auth, "405 MethodNotAllowedException", 1, 0},
 		{"413 not retried", func(s *iotemu.Server) { s.FailNext(413, 5) }, 5, publisher.Permanent, "split the payload", 1, 0},
-		{"404 not retried", func(s *iotemu.Server) { s.FailNext(404, 5) }, 5, publisher.Permanent, "404", 1, 0},
+		{"404 not retried, not permanent", func(s *iotemu.Server) { s.FailNext(404, 5) }, 5, publisher.Auth, "no AWS IoT publish path", 1, 0},
 		{"401 not retried", func(s *iotemu.Server) { s.FailNext(401, 5) }, 5, publisher.Auth, "401 UnauthorizedException", 1, 0},
 		{"403 not retried", func(s *iotemu.Server) { s.FailNext(403, 5) }, 5, publisher.Auth, "iot:Publish", 1, 0},
 	}

@@ -20,14 +20,19 @@ import (
 type Kind int
 
 const (
-	// Retry: transient (network, lost reply, timeout, 429, 5xx). Keep the
-	// message and try again with backoff.
+	// Retry: transient (network, lost reply, timeout, 408, 429, 5xx). Keep
+	// the message and try again with backoff.
 	Retry Kind = iota + 1
-	// Permanent: this message can never succeed (400, 405, 413, other 4xx,
-	// invalid topic, oversized payload). Drop or split it; retrying is useless.
+	// Permanent: this message can never succeed (AWS's 400
+	// InvalidRequestException, 413, invalid topic, oversized payload). Drop
+	// or split it; retrying is useless. Only an answer about this very
+	// message is Permanent: anything else would dead-letter every message.
 	Permanent
-	// Auth: configuration or policy problem (401, 403, TLS trust or client
-	// certificate refused). Keep the data, back off long and report loudly.
+	// Auth: a configuration, policy or network-path problem that only a
+	// human fixes: 401, 403, TLS trust or client certificate refused, and
+	// every answer that says the endpoint is not AWS IoT's publish API (3xx,
+	// 404, 405, a 400 that is not AWS's, other 4xx, a 2xx other than 200
+	// without AWS's JSON). Keep the data, back off long and report loudly.
 	Auth
 )
 
@@ -56,12 +61,18 @@ type Error struct {
 	Message   string // server message, or what the client was doing
 	// RetryAfter is the server's Retry-After, when it sent one.
 	RetryAfter time.Duration
+	// Location is a redirect's target (3xx), password redacted. Redirects
+	// are never followed.
+	Location string
 	// Err is the cause: for failures before any reply, often a
 	// *ProxyError or an *InspectionError (use errors.As).
 	Err error
 
 	// detail, when set, is the whole description (both ports failed).
 	detail string
+	// advice, when set, replaces hint: what the reply says is wrong and
+	// what to do (reply.go).
+	advice string
 }
 
 func (e *Error) Error() string {
@@ -79,6 +90,9 @@ func (e *Error) Error() string {
 		}
 		if name != "" {
 			b.WriteString(" " + name)
+		}
+		if e.Location != "" {
+			b.WriteString(" to " + e.Location)
 		}
 		if e.Message != "" {
 			b.WriteString(": " + e.Message)
@@ -104,6 +118,9 @@ func (e *Error) Error() string {
 // hint tells the operator what usually causes an error that the server
 // describes poorly.
 func (e *Error) hint() string {
+	if e.advice != "" {
+		return e.advice
+	}
 	switch {
 	case e.Status == http.StatusForbidden && e.Message == "Missing Authentication Token":
 		// AWS treats a certificate without the ALPN name on 443 as SigV4.
@@ -136,18 +153,27 @@ func KindOf(err error) Kind {
 	return Retry
 }
 
-// kindForStatus maps an HTTP status to a Kind. 408 is a timeout and other 5xx
-// are the server's trouble, so both are Retry.
-func kindForStatus(status int) Kind {
+// kindForStatus maps the status of a reply that is not a success to a
+// Kind; fromAWS says whether the reply is AWS's (x-amzn-ErrorType or AWS's
+// JSON body, see reply.go). Only what says that this very message can never
+// be accepted is Permanent: AWS's 400 and a 413 (split and resent). 408 is a
+// timeout, 429 a throttle and 5xx the server's trouble: Retry. Everything
+// else (1xx, 2xx other than 200, 3xx, 401, 403, 404, 405, a 400 that is
+// not AWS's, other 4xx, nonsense above 599) says the endpoint, its
+// certificate or something in the way is wrong, whatever the message: Auth,
+// so the data is kept until a human fixes it.
+func kindForStatus(status int, fromAWS bool) Kind {
 	switch {
-	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		return Auth
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
 		return Retry
-	case status >= 500:
+	case status >= 500 && status <= 599:
 		return Retry
+	case status == http.StatusRequestEntityTooLarge:
+		return Permanent
+	case status == http.StatusBadRequest && fromAWS:
+		return Permanent
 	}
-	return Permanent
+	return Auth
 }
 
 // TLS alerts that mean the server refused our certificate or our handshake

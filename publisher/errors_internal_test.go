@@ -113,22 +113,6 @@ func TestKindOf(t *testing.T) {
 	}
 }
 
-func TestKindForStatus(t *testing.T) {
-	tests := []struct {
-		status int
-		want   Kind
-	}{
-		{400, Permanent}, {401, Auth}, {403, Auth}, {404, Permanent}, {405, Permanent}, {408, Retry},
-		{409, Permanent}, {413, Permanent}, {429, Retry}, {500, Retry}, {502, Retry}, {503, Retry},
-		{504, Retry}, {301, Permanent},
-	}
-	for _, tt := range tests {
-		if got := kindForStatus(tt.status); got != tt.want {
-			t.Errorf("kindForStatus(%d) = %v, want %v", tt.status, got, tt.want)
-		}
-	}
-}
-
 func TestBackoffDelay(t *testing.T) {
 	fixed := func(r float64) func() float64 { return func() float64 { return r } }
 	tests := []struct {

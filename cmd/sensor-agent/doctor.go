@@ -962,8 +962,11 @@ func (d *doctor) publishFailure(err error, info publisher.TLSInfo, topic string)
 		switch pe.Kind {
 		case publisher.Retry:
 			hint = "a transient failure at AWS: the agent retries these by itself; run doctor again"
-		default:
+		case publisher.Permanent:
 			hint = "AWS refuses this request for good: check the topic (-topic)"
+		default:
+			// A redirect, 404, an HTML page...: not AWS IoT's answer.
+			hint = "the endpoint did not answer as AWS IoT does: fix what the message says, then run doctor again"
 		}
 	default:
 		detail = err.Error()

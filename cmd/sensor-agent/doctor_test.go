@@ -249,6 +249,17 @@ func TestDoctor(t *testing.T) {
 				"${iot:Connection.Thing.ThingName}", "${iot:ClientId}", "never resolve over HTTPS"}},
 		},
 		{
+			name: "a captive portal redirects",
+			prepare: func(t *testing.T, f *doctorFixture) {
+				if err := f.emu.SetMode(iotemu.Mode{Answer: iotemu.Redirect, Status: http.StatusFound}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			marks:  "✓✓✓✓--✓✓✗",
+			detail: map[string][]string{stepPublish: {"302 Found to " + iotemu.DefaultLocation, "the endpoint redirects, which AWS IoT never does", "iot:Data-ATS"}},
+			hint:   map[string][]string{stepPublish: {"did not answer as AWS IoT does"}},
+		},
+		{
 			name:    "ALPN off on the 443-style listener",
 			prepare: func(t *testing.T, f *doctorFixture) { f.cfg.alpn = "off" },
 			marks:   "✓✓✓✓--✓!✗",

@@ -28,6 +28,7 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	seed := fs.Int64("seed", 1, "seed for request ids and random faults (same seed, same faults)")
 	downAfter := fs.Duration("down-after", 0, "refuse connections after being up this long, again and again (with -down-for)")
 	downFor := fs.Duration("down-for", 0, "length of each down period (with -down-after)")
+	answer := fs.String("answer", "normal", "answer every request `mode`: normal (as AWS), redirect[=STATUS[,LOCATION]], html[=STATUS] (a proxy's or captive portal's page; 2xx swallows the message) or stall (never answer)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -39,6 +40,10 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	statuses, err := parseFailRates(*fail)
 	if err != nil {
 		return fmt.Errorf("-fail: %w", err)
+	}
+	mode, err := iotemu.ParseMode(*answer)
+	if err != nil {
+		return fmt.Errorf("-answer: %w", err)
 	}
 	if (*downAfter > 0) != (*downFor > 0) {
 		return fmt.Errorf("-down-after and -down-for go together")
@@ -65,6 +70,7 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Seed:      *seed,
 		Rates:     iotemu.Rates{Status: statuses, Lose: *lose},
 		Delay:     *delay,
+		Mode:      mode,
 		OnMessage: func(m iotemu.Message) {
 			outMu.Lock()
 			defer outMu.Unlock()
@@ -97,7 +103,11 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	<-ctx.Done()
 	wg.Wait()
-	log.Info("stopping", "messages", len(srv.Messages()), "tls_handshakes", srv.Handshakes())
+	stopping := []any{"messages", len(srv.Messages()), "tls_handshakes", srv.Handshakes()}
+	if n := len(srv.Swallowed()); n > 0 {
+		stopping = append(stopping, "swallowed", n)
+	}
+	log.Info("stopping", stopping...)
 	return nil
 }
 

@@ -57,6 +57,8 @@ type Options struct {
 	// Initial faults, as set by SetRates and SetDelay.
 	Rates Rates
 	Delay time.Duration
+	// Mode is the initial answer mode, as set by SetMode.
+	Mode Mode
 }
 
 // Message is one accepted publish.
@@ -117,6 +119,13 @@ type Server struct {
 	statuses  []int // keys of rates.Status, sorted, for a deterministic draw
 	faultRand *rand.Rand
 	idRand    *rand.Rand
+
+	requested chan struct{} // closed and replaced when a request arrives
+	mode      Mode
+	swallowed []Message // see Swallowed
+	// modeChanged is closed and replaced by SetMode, and closed by Close:
+	// it wakes stalled requests.
+	modeChanged chan struct{}
 }
 
 type counts struct {
@@ -149,6 +158,9 @@ func Start(opts Options) (*Server, error) {
 		delay:     opts.Delay,
 		faultRand: rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
 		idRand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0x2545f4914f6cdd1d)),
+
+		requested:   make(chan struct{}),
+		modeChanged: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -162,6 +174,11 @@ func Start(opts Options) (*Server, error) {
 	}
 	if err := s.SetRates(opts.Rates); err != nil {
 		return nil, err
+	}
+	if opts.Mode != (Mode{}) {
+		if err := s.SetMode(opts.Mode); err != nil { // logs the mode
+			return nil, err
+		}
 	}
 	s.http = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
@@ -216,6 +233,8 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	close(s.modeChanged) // stalled requests end
+	s.modeChanged = make(chan struct{})
 	var lns []net.Listener
 	for _, sl := range s.slots {
 		if sl.ln != nil {
