@@ -156,7 +156,10 @@ func TestFaultReadOnlyStateDir(t *testing.T) {
 	if tl.volatileMessages == 0 {
 		t.Error(`no message marked "volatile":true while the state directory was read-only`)
 	}
-	if n, _ := strconv.Atoi(m[1]); n != tl.lostAtExit || n == 0 {
+	// The count is exact about what memory held; some of it may have
+	// reached the endpoint in a message whose reply was cut off when it
+	// went down (delivered, yet never acknowledged).
+	if n, _ := strconv.Atoi(m[1]); n < tl.lostAtExit || n == 0 {
 		t.Errorf("the exit line says %s readings lost; the ledger counts %d taken into memory and never delivered", m[1], tl.lostAtExit)
 	}
 }
@@ -340,7 +343,9 @@ func TestFaultMemoryFullLogsOnce(t *testing.T) {
 // A clean stop persists every acknowledgement: stopping and starting again
 // never sends a reading twice, even after an outage left per-topic
 // acknowledgements interleaved with the backlog. And after an outage,
-// data flows again within seconds of the endpoint's return.
+// data flows again within seconds of the endpoint's return. (The outage is
+// an endpoint answering 503: unlike one that vanishes mid-request, it
+// loses no reply, so every duplicate would be the clean stop's fault.)
 func TestCleanStopNoDuplicatesAndRecovery(t *testing.T) {
 	r := newFaultRig(t, filepath.Join(t.TempDir(), "state"),
 		fastSensor+"  - {name: t, driver: sim, interval: 30ms}\n  - {name: u, driver: sim, interval: 50ms}\n", "")
@@ -348,13 +353,13 @@ func TestCleanStopNoDuplicatesAndRecovery(t *testing.T) {
 	for cycle := range 3 {
 		p := r.start()
 		r.waitMessages(p, 3)
-		if err := r.srv.SetDown(true); err != nil {
+		if err := r.srv.SetRates(iotemu.Rates{Status: map[int]float64{503: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		p.waitOutput(r.ctx, p.stderr, line(`attempt=3 `))
 		before := len(r.srv.Messages())
 		back := time.Now()
-		if err := r.srv.SetDown(false); err != nil {
+		if err := r.srv.SetRates(iotemu.Rates{}); err != nil {
 			t.Fatal(err)
 		}
 		msgs, err := r.srv.Wait(r.ctx, before+1)
