@@ -329,9 +329,7 @@ func (s *sender) idle() bool {
 	if len(s.ready) > 0 || len(s.backlog) > 0 || s.live.Len() > 0 {
 		return false
 	}
-	any := false
-	s.a.st.store.Pending(0, 1, func(spool.Record, string) bool { any = true; return false })
-	return !any
+	return s.a.st.store.PendingCount() == 0
 }
 
 // reportable returns the losses to report in the message for b: at most

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -44,6 +45,7 @@ type store struct {
 	acked    map[uint64]bool      // acknowledged memory records (removed lazily)
 	dropped  []spool.DroppedRange // losses not (yet) in a spool's cursor, Incarnation set
 	lastRO   uint64               // the spool's last seq seen read-only, when it cannot be opened
+	rescued  uint64               // unsynced spool records up to this were moved to memory
 	ev       evictions
 }
 
@@ -97,8 +99,9 @@ func openStore(o spool.Options, maxMem int, log *slog.Logger, now func() time.Ti
 func (s *store) Append(recs []spool.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.due() {
-		s.recoverLocked()
+	if s.due() && s.recoverLocked(recs) {
+		s.logStored(recs, "spool", s.inc)
+		return
 	}
 	if s.sp != nil && !s.degraded {
 		err := s.sp.Append(recs)
@@ -136,31 +139,42 @@ func (s *store) failLocked(err error) {
 		"dir", s.opts.Dir, "err", err, "memory_limit_bytes", s.maxMem, "retry_in", spoolRetry.String())
 }
 
-// recoverLocked tries the spool again: opens it if it never opened, and
-// moves what memory holds into it.
-func (s *store) recoverLocked() {
+// recoverLocked tries the spool again: opens it if it never opened, moves
+// what memory holds into it, then recs, and reports whether recs are in
+// the spool. With nothing to write nothing is learnt, so the state stays.
+func (s *store) recoverLocked(recs []spool.Record) bool {
 	s.retryAt = s.now().Add(spoolRetry)
+	opened := false
 	if s.sp == nil {
 		sp, err := spool.Open(s.opts)
 		if err != nil {
 			s.spErr = err
-			return
+			return false
 		}
-		s.sp, s.inc = sp, sp.Incarnation()
+		s.sp, s.inc, opened = sp, sp.Incarnation(), true
 		s.log.Warn("spool opened at last", "dir", s.opts.Dir, "incarnation", s.inc)
 		s.rebindLocked()
 	}
-	if err := s.moveMemLocked(); err != nil {
+	s.compactLocked()
+	if len(s.mem) == 0 && len(recs) == 0 && !opened {
+		return false
+	}
+	err := s.moveMemLocked()
+	if err == nil && len(recs) > 0 {
+		err = s.sp.Append(recs)
+	}
+	if err != nil {
 		if errors.Is(err, spool.ErrGone) {
 			s.reincarnateLocked(err)
 		}
-		return
+		s.spErr = err
+		return false
 	}
-	moved := s.spErr != nil
-	s.degraded, s.spErr = false, nil
-	if moved {
+	if s.spErr != nil {
 		s.log.Warn("spool writable again: readings kept in memory moved to disk", "dir", s.opts.Dir, "still_in_memory", len(s.mem))
 	}
+	s.degraded, s.spErr = false, nil
+	return len(recs) > 0
 }
 
 // moveMemLocked appends memory's records to the spool in groups, keeping
@@ -378,7 +392,7 @@ func (s *store) Sync() (synced uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.due() {
-		s.recoverLocked()
+		s.recoverLocked(nil)
 	}
 	if s.now().Sub(s.ev.loggedAt) >= evictLogEvery {
 		s.logEvictedLocked()
@@ -394,6 +408,9 @@ func (s *store) Sync() (synced uint64, err error) {
 		}
 		err = s.sp.Sync()
 	}
+	if errors.Is(err, spool.ErrUnavailable) {
+		s.rescueUnsyncedLocked()
+	}
 	if err == nil && !s.degraded && len(s.dropped) > 0 {
 		// Losses kept in memory go to the cursor, to survive a crash.
 		if aerr := s.sp.AddDropped(s.dropped...); aerr == nil {
@@ -407,16 +424,63 @@ func (s *store) Sync() (synced uint64, err error) {
 	return s.sp.SyncedSeq(), err
 }
 
+// rescueUnsyncedLocked moves the records the spool could not make durable
+// to memory, under the volatile incarnation, and acknowledges them in the
+// spool. A disk whose sync fails may lose them when it is checked and
+// repaired, as in a power cut, and a later run would then number other
+// readings with their seqs; published from memory under an incarnation
+// of their own, they stay unique, and are not published twice.
+func (s *store) rescueUnsyncedLocked() {
+	from := max(s.sp.SyncedSeq(), s.rescued)
+	last := s.sp.LastSeq()
+	if last <= from {
+		return
+	}
+	var recs []spool.Record
+	if err := s.sp.Pending(from, 0, func(r spool.Record) bool {
+		recs = append(recs, r)
+		return true
+	}); err != nil {
+		s.log.Error("reading back the records the spool could not sync", "err", err)
+		return
+	}
+	s.rescued = last
+	seqs := make([]uint64, len(recs))
+	for i := range recs {
+		seqs[i] = recs[i].Seq
+		recs[i].Data = tagged(recs[i].Data, s.volatile, true)
+	}
+	s.sp.Ack(seqs...)
+	s.addMemLocked(recs)
+	s.log.Warn("the spool cannot make its newest readings durable: they are kept in memory and published from there",
+		"readings", len(recs), "dir", s.opts.Dir)
+}
+
+// frontierLocked is the highest seq that may be published: records on
+// disk are published only once they are durable, so that a number a
+// crash or a failing disk could take back was never seen by anyone.
+func (s *store) frontierLocked() uint64 {
+	if s.sp == nil {
+		return math.MaxUint64
+	}
+	done := max(s.sp.SyncedSeq(), s.rescued)
+	if s.sp.LastSeq() > done {
+		return done
+	}
+	return math.MaxUint64
+}
+
 // Pending calls fn for unacknowledged records with seq > after, in seq
 // order across the spool and memory, with the incarnation untagged
-// records were numbered under.
+// records were numbered under. Records above the durable frontier wait.
 func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc string) bool) error {
 	s.mu.Lock()
 	sp, inc := s.sp, s.inc
+	frontier := s.frontierLocked()
 	i := sort.Search(len(s.mem), func(i int) bool { return s.mem[i].Seq > after })
 	var mem []spool.Record
 	for _, r := range s.mem[i:] {
-		if len(mem) >= limit {
+		if len(mem) >= limit || r.Seq > frontier {
 			break
 		}
 		if !s.acked[r.Seq] {
@@ -434,6 +498,9 @@ func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc str
 	}
 	if sp != nil {
 		err := sp.Pending(after, limit, func(r spool.Record) bool {
+			if r.Seq > frontier {
+				return false
+			}
 			for len(mem) > 0 && mem[0].Seq < r.Seq {
 				if !emit(mem[0], "") {
 					return false
@@ -557,7 +624,7 @@ func (s *store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.degraded {
-		s.recoverLocked()
+		s.recoverLocked(nil)
 	}
 	s.compactLocked()
 	s.logEvictedLocked()
@@ -666,7 +733,7 @@ func (s *store) release() carried {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.degraded && s.sp != nil {
-		s.recoverLocked()
+		s.recoverLocked(nil)
 	}
 	s.compactLocked()
 	c := carried{recs: s.mem, dropped: s.dropped}

@@ -124,6 +124,7 @@ func (a *Agent) sync() {
 		return
 	}
 	a.syncErr = ""
+	a.wake() // what is durable now may be sent
 	if synced > a.synced.Load() {
 		a.synced.Store(synced)
 		// The power-cut test reads this line: every seq up to

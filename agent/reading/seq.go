@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,12 +22,16 @@ import (
 // sequencer leases blocks: the file holds the end of the current lease and
 // the kernel's boot id, and is rewritten (atomically, fsynced) only when a
 // lease runs out. At start:
-//   - same boot (the process crashed or was restarted): the page cache
-//     survived, so the spool's last record is the last number handed out
-//     and numbering continues right after it, without a gap;
+//   - same boot and same mount of the filesystem (the process crashed or
+//     was restarted): the page cache survived, so the spool's last record
+//     is the last number handed out and numbering continues right after
+//     it, without a gap;
 //   - new boot (maybe a power cut, which may have lost the spool's unsynced
-//     tail): numbering resumes at the lease end, so numbers may skip ahead
-//     but a number that may have been published is never reused.
+//     tail), or the filesystem mounted again since (a card error turned
+//     it read-only, and fsck and a new mount followed without a reboot:
+//     what was not yet written is gone as after a power cut): numbering
+//     resumes at the lease end, so numbers may skip ahead but a number
+//     that may have been published is never reused.
 //
 // The sequencer never refuses to hand out a number: a reading must never
 // be lost for want of one. When the lease cannot be written (read-only or
@@ -38,6 +43,7 @@ type Sequencer struct {
 	mu      sync.Mutex
 	path    string
 	boot    string
+	mount   uint64 // the state dir's mount id; 0 = unknown
 	spool   string
 	next    uint64
 	limit   uint64 // first seq not covered by the lease
@@ -56,11 +62,17 @@ const DefaultLease = 10000
 // again.
 const RetryInterval = 10 * time.Second
 
+// The seq file: "SEQ4", the lease end (uint64), the boot id (36 bytes),
+// the spool incarnation (32), the mount id of the state dir's filesystem
+// (uint64), a CRC32C; little-endian. SEQ3 files (without the mount id)
+// are still read.
 const (
-	seqMagic   = "SEQ3"
-	bootIDLen  = 36 // a UUID as the kernel prints it
-	incLen     = 32 // a spool incarnation id, hex
-	seqFileLen = 4 + 8 + bootIDLen + incLen + 4
+	seqMagic     = "SEQ4"
+	seqMagicV3   = "SEQ3"
+	bootIDLen    = 36 // a UUID as the kernel prints it
+	incLen       = 32 // a spool incarnation id, hex
+	seqFileLen   = 4 + 8 + bootIDLen + incLen + 8 + 4
+	seqFileLenV3 = 4 + 8 + bootIDLen + incLen + 4
 )
 
 // BootIDFile is where Linux publishes the current boot's random id.
@@ -99,14 +111,14 @@ func OpenSequencer(o SeqOptions) (*Sequencer, error) {
 		o.Now = time.Now
 	}
 	s := &Sequencer{path: filepath.Join(o.Dir, "seq"), lease: o.Lease, boot: o.Boot, spool: o.Spool,
-		next: o.Last + 1, trusted: true, now: o.Now}
+		next: o.Last + 1, trusted: true, now: o.Now, mount: MountID(o.Dir)}
 	s.limit = s.next + s.lease // in memory until a lease is written
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		// Nothing was ever leased here: any start is safe once it can
 		// be written.
 		return s, s.fail(fmt.Errorf("state dir %s: %w (state_dir must be a writable directory)", o.Dir, err))
 	}
-	limit, fileBoot, fileSpool, err := readSeqFile(s.path)
+	limit, fileBoot, fileSpool, fileMount, err := readSeqFile(s.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil && !errors.Is(err, errCorrupt):
@@ -118,15 +130,17 @@ func OpenSequencer(o SeqOptions) (*Sequencer, error) {
 		// numbers repeat: the backup written before each rename holds
 		// the previous lease, and the current lease is at most one
 		// lease beyond it.
-		prev, _, _, perr := readSeqFile(s.path + ".prev")
+		prev, _, _, _, perr := readSeqFile(s.path + ".prev")
 		if perr != nil {
 			s.trusted = false
 			return s, s.fail(fmt.Errorf("seq file %s: %w; backup: %v: numbers cannot be known safe, so readings carry a volatile incarnation until the spool directory is replaced (or remove both files to restart numbering at 1)", s.path, err, perr))
 		}
 		s.next = max(s.next, prev+s.lease)
-	case fileBoot != o.Boot || o.Boot == "" || fileSpool != o.Spool || o.Spool == "" || s.next+s.lease < limit:
-		// A new boot, or not the spool the numbers were written to:
-		// the last number handed out is unknown, the lease end is safe.
+	case fileBoot != o.Boot || o.Boot == "" || fileSpool != o.Spool || o.Spool == "" || s.next+s.lease < limit ||
+		fileMount != 0 && fileMount != s.mount:
+		// A new boot or mount, or not the spool the numbers were
+		// written to: the last number handed out is unknown, the lease
+		// end is safe.
 		s.next = max(s.next, limit)
 	}
 	s.limit = s.next + s.lease
@@ -203,6 +217,7 @@ func (s *Sequencer) extend() error {
 	binary.LittleEndian.PutUint64(buf[4:12], limit)
 	copy(buf[12:12+bootIDLen], s.boot)
 	copy(buf[12+bootIDLen:12+bootIDLen+incLen], s.spool)
+	binary.LittleEndian.PutUint64(buf[12+bootIDLen+incLen:], s.mount)
 	binary.LittleEndian.PutUint32(buf[seqFileLen-4:], crc32.Checksum(buf[:seqFileLen-4], castagnoli))
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o750); err != nil {
 		return fmt.Errorf("seq file: %w", err)
@@ -225,21 +240,83 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errCorrupt = errors.New("corrupt (bad length, magic or checksum)")
 
 func validSeqFile(b []byte) bool {
-	return len(b) == seqFileLen && string(b[:4]) == seqMagic &&
-		binary.LittleEndian.Uint32(b[seqFileLen-4:]) == crc32.Checksum(b[:seqFileLen-4], castagnoli)
+	n := len(b)
+	switch {
+	case n == seqFileLen && string(b[:4]) == seqMagic:
+	case n == seqFileLenV3 && string(b[:4]) == seqMagicV3:
+	default:
+		return false
+	}
+	return binary.LittleEndian.Uint32(b[n-4:]) == crc32.Checksum(b[:n-4], castagnoli)
 }
 
-func readSeqFile(path string) (limit uint64, boot, spool string, err error) {
+func readSeqFile(path string) (limit uint64, boot, spool string, mount uint64, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, "", "", err
+		return 0, "", "", 0, err
 	}
 	if !validSeqFile(b) {
-		return 0, "", "", errCorrupt
+		return 0, "", "", 0, errCorrupt
 	}
 	boot = strings.TrimRight(string(b[12:12+bootIDLen]), "\x00")
 	spool = strings.TrimRight(string(b[12+bootIDLen:12+bootIDLen+incLen]), "\x00")
-	return binary.LittleEndian.Uint64(b[4:12]), boot, spool, nil
+	if len(b) == seqFileLen {
+		mount = binary.LittleEndian.Uint64(b[12+bootIDLen+incLen:])
+	}
+	return binary.LittleEndian.Uint64(b[4:12]), boot, spool, mount, nil
+}
+
+// MountID returns the id the kernel gives the mount holding dir (the
+// first field of /proc/self/mountinfo), or 0 when unknown. It changes
+// whenever a filesystem is mounted again, even within one boot.
+func MountID(dir string) uint64 {
+	path, err := filepath.Abs(dir)
+	if err == nil {
+		if p, err := filepath.EvalSymlinks(path); err == nil {
+			path = p
+		}
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0
+	}
+	var id uint64
+	best := -1
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if !(path == mp || mp == "/" || strings.HasPrefix(path, mp+"/")) || len(mp) < best {
+			continue
+		}
+		// The last of equally long ones is mounted on top.
+		if n, err := strconv.ParseUint(f[0], 10, 64); err == nil {
+			id, best = n, len(mp)
+		}
+	}
+	return id
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) of
+// /proc/self/mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // WriteFileSync replaces path with data so that after a crash or power cut

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,7 +169,7 @@ func TestFaultReadOnlyStateDir(t *testing.T) {
 // The agent starts, publishes from memory, and when space comes back it
 // writes the counter and moves memory to disk by itself.
 func TestFaultFullStateDir(t *testing.T) {
-	fs := mountExt4(t, 8)
+	fs := mountExt4(t, 8).dir
 	r := newFaultRig(t, filepath.Join(fs, "state"), fastSensor, "")
 	p := r.start()
 	r.waitMessages(p, 3)
@@ -198,6 +199,33 @@ func TestFaultFullStateDir(t *testing.T) {
 	r.drain()
 	if tl := r.settle(); tl.lostAtExit != 0 {
 		t.Errorf("%d readings lost from memory", tl.lostAtExit)
+	}
+}
+
+// The SD card fails while the agent runs and the kernel remounts the
+// filesystem read-only (errors=remount-ro): writes to the files the agent
+// holds open fail too. It goes on from memory under a volatile
+// incarnation, a reload keeps what memory holds, and at exit it says what
+// is lost; after the boot's fsck it starts again with nothing lost
+// silently.
+func TestFaultDiskFailsReadOnly(t *testing.T) {
+	disk := mountExt4(t, 16)
+	r := newFaultRig(t, filepath.Join(disk.dir, "state"), fastSensor, "")
+	p := r.start()
+	r.waitMessages(p, 3)
+	disk.fail()
+	p.waitOutput(r.ctx, p.stderr, line(`spool cannot be written`))
+	p.signal(syscall.SIGHUP)
+	p.waitOutput(r.ctx, p.stderr, line(`msg="config reloaded"`))
+	r.waitMessages(p, 5)
+	res := r.stop(p)
+	if strings.Contains(res.stderr, "remain in the spool") && !regexp.MustCompile(`remain in the spool[^\n]*readings=\d+`).MatchString(res.stderr) {
+		t.Errorf("unclear words at exit:\n%s", tail(res.stderr, 20))
+	}
+	disk.repair()
+	r.drain()
+	if tl := r.settle(); tl.volatileMessages == 0 {
+		t.Error(`no message marked "volatile":true after the disk failed`)
 	}
 }
 

@@ -59,26 +59,64 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
+// ext4FS is a loop-mounted ext4 image, mounted errors=remount-ro as
+// Raspberry Pi OS mounts its root: a failing card turns it read-only.
+type ext4FS struct {
+	t        *testing.T
+	dir, img string
+}
+
 // mountExt4 makes an ext4 image of sizeMiB and loop-mounts it.
-func mountExt4(t *testing.T, sizeMiB int) string {
+func mountExt4(t *testing.T, sizeMiB int) *ext4FS {
 	t.Helper()
-	needRoot(t, "mount", "umount", "mkfs.ext4")
+	needRoot(t, "mount", "umount", "mkfs.ext4", "e2fsck", "findmnt")
 	base := t.TempDir()
-	img := filepath.Join(base, "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
+	fs := &ext4FS{t: t, img: filepath.Join(base, "disk.img"), dir: filepath.Join(base, "ext4")}
+	if err := os.WriteFile(fs.img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(img, int64(sizeMiB)<<20); err != nil {
+	if err := os.Truncate(fs.img, int64(sizeMiB)<<20); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "mkfs.ext4", "-q", "-F", "-m", "0", img)
-	dir := filepath.Join(base, "ext4")
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	mustRun(t, "mkfs.ext4", "-q", "-F", "-m", "0", fs.img)
+	if err := os.Mkdir(fs.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mustRun(t, "mount", "-o", "loop", img, dir)
-	t.Cleanup(func() { umount(t, dir) })
-	return dir
+	fs.mount()
+	t.Cleanup(func() { umount(t, fs.dir) })
+	return fs
+}
+
+func (fs *ext4FS) mount() {
+	mustRun(fs.t, "mount", "-o", "loop,errors=remount-ro", fs.img, fs.dir)
+}
+
+// fail makes the kernel find an error in the filesystem, as a failing SD
+// card does: with errors=remount-ro every write fails with EROFS from then
+// on, files held open for writing included (a plain `mount -o
+// remount,ro` refuses while they are).
+func (fs *ext4FS) fail() {
+	fs.t.Helper()
+	out, err := exec.Command("findmnt", "-no", "SOURCE", fs.dir).Output()
+	if err != nil {
+		fs.t.Fatalf("findmnt %s: %v", fs.dir, err)
+	}
+	knob := filepath.Join("/sys/fs/ext4", filepath.Base(strings.TrimSpace(string(out))), "trigger_fs_error")
+	if err := os.WriteFile(knob, []byte("1"), 0o200); err != nil {
+		fs.t.Fatalf("%s: %v", knob, err)
+	}
+}
+
+// repair unmounts the filesystem (nothing may use it), checks it with
+// e2fsck -fy as the boot would, and mounts it again read-write.
+func (fs *ext4FS) repair() {
+	fs.t.Helper()
+	mustRun(fs.t, "umount", fs.dir)
+	out, err := exec.Command("e2fsck", "-fy", fs.img).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() > 2) {
+		fs.t.Fatalf("e2fsck %s: %v\n%s", fs.img, err, out)
+	}
+	fs.mount()
 }
 
 func umount(t *testing.T, dir string) {

@@ -808,8 +808,9 @@ func powercutExport(agent, dir string) (map[uint64]bool, []uint64, error) {
 }
 
 // powercutLeaseEnd reads the end of the sequence counter's lease from the
-// agent's seq file (agent/reading/seq.go: "SEQ3", the lease end as a
-// little-endian uint64, the boot id, the spool incarnation, a CRC32C).
+// agent's seq file (agent/reading/seq.go: "SEQ4", the lease end as a
+// little-endian uint64, the boot id, the spool incarnation, the mount id,
+// a CRC32C).
 // It returns 0 if the file does not exist. The test reads it itself
 // because the reading package has no reader for it; a new format makes
 // this fail with a message saying so rather than check the wrong thing.
@@ -821,8 +822,8 @@ func powercutLeaseEnd(path string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if len(b) < 12 || string(b[:4]) != "SEQ3" {
-		return 0, fmt.Errorf("seq file %s: not the SEQ3 format this test knows (%d bytes, starts %q): update powercutLeaseEnd", path, len(b), b[:min(len(b), 4)])
+	if len(b) < 12 || string(b[:4]) != "SEQ4" && string(b[:4]) != "SEQ3" {
+		return 0, fmt.Errorf("seq file %s: not the SEQ3/SEQ4 format this test knows (%d bytes, starts %q): update powercutLeaseEnd", path, len(b), b[:min(len(b), 4)])
 	}
 	return binary.LittleEndian.Uint64(b[4:12]), nil
 }
