@@ -7,7 +7,7 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 BIN      := bin/sensor-agent
 DEMO_FLAGS ?=
 
-.PHONY: all build test demo cross bench powercut clean dist deb dist-check install
+.PHONY: all build test demo cross bench powercut torture clean dist deb dist-check install
 
 all: build
 
@@ -40,6 +40,13 @@ bench:
 # The power-cut loop, longer than CI's 3 iterations (see README, Guarantees).
 powercut:
 	SENSOR_AGENT_POWERCUT=20 $(GO) test -count=1 -run PowerCut -v -timeout 30m ./cmd/sensor-agent
+
+# Every fault of the Guarantees at once against the real binary (root:
+# it mounts a loop ext4): kills, outages, redirects, 404s, stalls, a full,
+# failing and deleted disk, a second instance, alias bombs, SIGHUPs; prints
+# the ledger's table. CI runs it after make test.
+torture:
+	SENSOR_AGENT_TORTURE=1 $(GO) test -count=1 -run '^TestTorture$$' -v -timeout 30m ./cmd/sensor-agent
 
 # Release drops in $(DIST): static binaries for armv6 (every Pi), armv7,
 # arm64 and amd64, tarballs with the systemd files and install.sh, .deb

@@ -69,6 +69,10 @@ var (
 	// within seconds of the endpoint's return, and a flaky endpoint keeps
 	// the backlog moving instead of pushing the wait towards minutes.
 	retryBackoff = publisher.Backoff{Min: 500 * time.Millisecond, Max: 5 * time.Second, Factor: 2, Jitter: 0.5, Rand: rand.Float64}
+	// busyBackoff is for the first busyAttempts failures in a row that
+	// the endpoint answered (429, 5xx).
+	busyBackoff  = publisher.Backoff{Min: 250 * time.Millisecond, Max: 2 * time.Second, Factor: 1.5, Jitter: 0.5, Rand: rand.Float64}
+	busyAttempts = 10
 	// Authorisation and configuration failures (403, a redirect, 404)
 	// keep the data and wait long: only a human can fix them.
 	authBackoff = publisher.Backoff{Min: time.Minute, Max: 30 * time.Minute, Factor: 2, Jitter: 0.2, Rand: rand.Float64}
@@ -300,6 +304,13 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 			"err", err, "retry_in", wait.Round(time.Second).String())
 	} else {
 		wait = s.retry.Delay(s.attempt)
+		if pe, ok := err.(*publisher.Error); ok && pe.Status != 0 && s.attempt <= busyAttempts {
+			// It answered (429, 5xx): the endpoint is there, only busy
+			// or flaky. Retry sooner, so a flaky endpoint keeps the
+			// backlog moving; a long run of such answers is an outage
+			// and gets the usual delays.
+			wait = busyBackoff.Delay(s.attempt)
+		}
 		if pe, ok := err.(*publisher.Error); ok && pe.RetryAfter > wait {
 			wait = pe.RetryAfter
 		}

@@ -445,6 +445,9 @@ func (s *store) rescueUnsyncedLocked() {
 		return
 	}
 	s.rescued = last
+	if len(recs) == 0 {
+		return
+	}
 	seqs := make([]uint64, len(recs))
 	for i := range recs {
 		seqs[i] = recs[i].Seq
@@ -452,8 +455,9 @@ func (s *store) rescueUnsyncedLocked() {
 	}
 	s.sp.Ack(seqs...)
 	s.addMemLocked(recs)
-	s.log.Warn("the spool cannot make its newest readings durable: they are kept in memory and published from there",
-		"readings", len(recs), "dir", s.opts.Dir)
+	s.log.Warn("the spool cannot make its newest readings durable: they are kept in memory and published from there under the volatile incarnation",
+		"readings", len(recs), "seq_first", seqs[0], "seq_last", seqs[len(seqs)-1], "from_incarnation", s.inc,
+		"incarnation", s.volatile, "dir", s.opts.Dir)
 }
 
 // frontierLocked is the highest seq that may be published: records on

@@ -190,15 +190,17 @@ func TestFitToDiskRoomComesBack(t *testing.T) {
 // open, including what was appended after the deletion.
 func TestGoneAndSalvage(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		delete func(t *testing.T, dir string)
+		name    string
+		segSize int64
+		delete  func(t *testing.T, dir string)
 	}{
-		{"rm -rf", func(t *testing.T, dir string) { os.RemoveAll(dir) }},
-		{"rm -rf then mkdir", func(t *testing.T, dir string) {
+		{"one segment, never read", 1 << 20, func(t *testing.T, dir string) { os.RemoveAll(dir) }},
+		{"rm -rf", 0, func(t *testing.T, dir string) { os.RemoveAll(dir) }},
+		{"rm -rf then mkdir", 0, func(t *testing.T, dir string) {
 			os.RemoveAll(dir)
 			os.Mkdir(dir, 0o750)
 		}},
-		{"rm dir/*", func(t *testing.T, dir string) {
+		{"rm dir/*", 0, func(t *testing.T, dir string) {
 			files, _ := filepath.Glob(filepath.Join(dir, "*"))
 			for _, f := range files {
 				os.Remove(f)
@@ -207,7 +209,11 @@ func TestGoneAndSalvage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "spool")
-			o := spool.WithMinSegment(spool.Options{Dir: dir, SegmentBytes: 1024, MaxBytes: 64 << 10}, 256)
+			seg := tc.segSize
+			if seg == 0 {
+				seg = 1024
+			}
+			o := spool.WithMinSegment(spool.Options{Dir: dir, SegmentBytes: seg, MaxBytes: 64 << 20}, 256)
 			s, err := spool.Open(o)
 			if err != nil {
 				t.Fatal(err)

@@ -105,6 +105,11 @@ func (seg *segment) locate(seq uint64) (off int64, prev uint64) {
 
 // reader returns a ReaderAt for the segment's valid bytes.
 func (s *Spool) reader(seg *segment) (io.ReaderAt, error) {
+	if seg == s.active && s.af != nil {
+		// The write handle reads too, and it still reads after the
+		// file was deleted (see Salvage).
+		return activeReader{f: s.af, synced: s.synced, mem: s.unsynced}, nil
+	}
 	if seg.rf == nil {
 		f, err := s.fs.OpenFile(seg.path, os.O_RDONLY, 0)
 		if err != nil {

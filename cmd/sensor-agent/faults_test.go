@@ -41,6 +41,18 @@ type faultRig struct {
 	cfg  agentConfig
 	path string
 	led  *ledger
+	runs int
+}
+
+// book adds a run's stderr to the ledger; with SENSOR_AGENT_FAULT_LOGS=DIR
+// it is also kept there, for a post-mortem.
+func (r *faultRig) book(stderr string) {
+	r.runs++
+	r.led.addLog(stderr)
+	if dir := os.Getenv("SENSOR_AGENT_FAULT_LOGS"); dir != "" {
+		name := fmt.Sprintf("%s-%03d.log", strings.ReplaceAll(r.t.Name(), "/", "_"), r.runs)
+		os.WriteFile(filepath.Join(dir, name), []byte(stderr), 0o644)
+	}
 }
 
 func newFaultRig(t *testing.T, stateDir, sensors, extra string) *faultRig {
@@ -62,7 +74,7 @@ func (r *faultRig) start() *proc {
 func (r *faultRig) stop(p *proc) result {
 	r.t.Helper()
 	res := p.terminate()
-	r.led.addLog(res.stderr)
+	r.book(res.stderr)
 	if res.code != 0 {
 		r.t.Fatalf("exit %d after SIGTERM\nstderr:\n%s", res.code, tail(res.stderr, 60))
 	}
@@ -87,7 +99,7 @@ func (r *faultRig) drain() result {
 	final := r.cfg
 	final.sensors = "  - {name: s, driver: sim, interval: 20ms, count: 5}\n"
 	res := start(r.t, r.ctx, nil, "run", "-exit-when-idle", "-config", final.write(r.t)).wait()
-	r.led.addLog(res.stderr)
+	r.book(res.stderr)
 	if res.code != 0 {
 		r.t.Fatalf("final run: exit %d\nstderr:\n%s", res.code, tail(res.stderr, 60))
 	}

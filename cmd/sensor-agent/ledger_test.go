@@ -37,7 +37,11 @@ type lostRange struct {
 }
 
 type ledger struct {
-	stored     map[rkey]string // where: "spool" or "memory"
+	stored map[rkey]string // where: "spool" or "memory"
+	// moved maps a stored reading to the incarnation it was published
+	// under instead: unsynced records a failing disk could not keep go
+	// to memory under the volatile incarnation (the agent logs it).
+	moved      map[rkey]rkey
 	delivered  map[rkey]int
 	content    map[rkey]string // the reading's JSON as first delivered
 	collisions []string        // one key, two different readings
@@ -48,12 +52,13 @@ type ledger struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{stored: map[rkey]string{}, delivered: map[rkey]int{}, content: map[rkey]string{},
+	return &ledger{stored: map[rkey]string{}, moved: map[rkey]rkey{}, delivered: map[rkey]int{}, content: map[rkey]string{},
 		dropped: map[rkey]string{}, dead: map[rkey]bool{}}
 }
 
 var (
 	storedRE = regexp.MustCompile(`msg=stored .*?first=(\d+) last=(\d+) count=\d+ in=(\w+) incarnation=([0-9a-f]+)`)
+	movedRE  = regexp.MustCompile(`msg="the spool cannot make its newest readings durable[^"]*" .*?seq_first=(\d+) seq_last=(\d+) from_incarnation=([0-9a-f]+) incarnation=([0-9a-f]+)`)
 	lostRE   = regexp.MustCompile(`msg="readings held only in memory are lost now[^"]*" .*?readings=\d+ seq_first=(\d+) seq_last=(\d+) incarnation=([0-9a-f]*)`)
 )
 
@@ -64,6 +69,15 @@ func (l *ledger) addLog(stderr string) {
 		last, _ := strconv.ParseUint(m[2], 10, 64)
 		for s := first; s <= last; s++ {
 			l.stored[rkey{m[4], s}] = m[3]
+		}
+	}
+	for _, m := range movedRE.FindAllStringSubmatch(stderr, -1) {
+		first, _ := strconv.ParseUint(m[1], 10, 64)
+		last, _ := strconv.ParseUint(m[2], 10, 64)
+		for s := first; s <= last; s++ {
+			if _, ok := l.stored[rkey{m[3], s}]; ok {
+				l.moved[rkey{m[3], s}] = rkey{m[4], s}
+			}
 		}
 	}
 	for _, m := range lostRE.FindAllStringSubmatch(stderr, -1) {
@@ -195,6 +209,9 @@ func (l *ledger) tally() tally {
 	}
 	tl.taken = len(all)
 	for k, where := range all {
+		if to, ok := l.moved[k]; ok && l.delivered[k] == 0 && l.dropped[k] == "" {
+			k, where = to, "memory"
+		}
 		switch {
 		case l.delivered[k] > 0:
 		case l.dropped[k] != "":

@@ -288,7 +288,7 @@ func (r *faultRig) killAfter(d time.Duration) {
 	}
 	p.signal(syscall.SIGKILL)
 	<-p.done
-	r.led.addLog(p.stderr.String())
+	r.book(p.stderr.String())
 }
 
 // watcher waits for the n-th occurrence of a log line.
