@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -158,9 +159,13 @@ func TestTorture(t *testing.T) {
 		t.Fatal(err)
 	}
 	faults["endpoint: 30% 503, 20% 429, 20% lost replies"]++
-	m0, q0 := len(srv.Messages()), srv.Requests()
-	r.waitMessages(p, 30)
-	t.Logf("flaky endpoint: %d messages accepted in %d requests", len(srv.Messages())-m0, srv.Requests()-q0)
+	m0, q0, t0 := len(srv.Messages()), srv.Requests(), time.Now()
+	if err := srv.WaitRequests(ctx, q0+150); err != nil {
+		t.Fatal(err)
+	}
+	flakyReport := fmt.Sprintf("%d readings in %d messages accepted in %s (%d requests)",
+		readingsIn(srv.Messages()[m0:]), len(srv.Messages())-m0, time.Since(t0).Round(100*time.Millisecond), srv.Requests()-q0)
+	t.Logf("flaky endpoint: %s", flakyReport)
 	if err := srv.SetRates(iotemu.Rates{}); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +273,7 @@ func TestTorture(t *testing.T) {
 	}
 
 	worst := slices.Max(recoveries)
-	t.Logf("\n%s", tortureTable(faults, tl, ctl, recoveries))
+	t.Logf("\n%s", tortureTable(faults, tl, ctl, recoveries, flakyReport))
 	// Generous bound on a slow machine; the real figure is in the table.
 	if worst > 30*time.Second {
 		t.Errorf("data flowed again only %s after the endpoint came back", worst)
@@ -320,7 +325,19 @@ func (w watcher) waitN(pattern string, n int) {
 	}
 }
 
-func tortureTable(faults map[string]int, tl, clean tally, recoveries []time.Duration) string {
+// readingsIn counts the readings of batch messages.
+func readingsIn(msgs []iotemu.Message) int {
+	n := 0
+	for _, m := range msgs {
+		var env struct{ Readings []json.RawMessage }
+		if json.Unmarshal(m.Payload, &env) == nil {
+			n += len(env.Readings)
+		}
+	}
+	return n
+}
+
+func tortureTable(faults map[string]int, tl, clean tally, recoveries []time.Duration, flaky string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-66s %8s\n", "fault injected", "times")
 	for _, f := range slices.Sorted(maps.Keys(faults)) {
@@ -346,5 +363,6 @@ func tortureTable(faults map[string]int, tl, clean tally, recoveries []time.Dura
 		rs = append(rs, d.Round(time.Millisecond).String())
 	}
 	row("endpoint back -> first delivery", strings.Join(rs, ", "))
+	row("30% 503 + 20% 429 + 20% lost replies (~100 readings/s taken)", flaky)
 	return b.String()
 }
