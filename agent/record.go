@@ -72,3 +72,10 @@ func tagged(data []byte, inc string, volatile bool) []byte {
 	h.Incarnation, h.Volatile = inc, volatile
 	return appendRecord(make([]byte, 0, len(data)+len(inc)+2), h, js)
 }
+
+// recordIncarnation is the spool's Tag: the incarnation a record carries,
+// "" for the spool's own.
+func recordIncarnation(data []byte) string {
+	h, _, _ := SplitRecord(data)
+	return h.Incarnation
+}

@@ -136,13 +136,13 @@ func (a *Agent) sendLoop(ctx context.Context, s *sender, writerDone <-chan struc
 func (s *sender) pullLive() {
 	for {
 		n := 0
-		err := s.a.st.store.Pending(s.liveRead, window, func(r spool.Record, inc string) bool {
+		_, err := s.a.st.store.Pending(s.liveRead, window, func(r spool.Record, inc string) bool {
 			n++
 			s.liveRead = r.Seq
 			h, js, ok := SplitRecord(r.Data)
 			if !ok {
 				s.a.log.Error("spool record without a topic: skipped", "seq", r.Seq)
-				s.a.st.store.Ack([]uint64{r.Seq})
+				s.a.st.store.Ack(inc, []uint64{r.Seq})
 				return true
 			}
 			if h.Incarnation == "" {
@@ -198,14 +198,14 @@ func (s *sender) refillBacklog() {
 		return
 	}
 	last := s.backPos
-	err := s.a.st.store.Pending(s.backPos, window, func(r spool.Record, inc string) bool {
+	frontier, err := s.a.st.store.Pending(s.backPos, window, func(r spool.Record, inc string) bool {
 		if r.Seq >= s.liveStart {
 			return false
 		}
 		last = r.Seq
 		h, js, ok := SplitRecord(r.Data)
 		if !ok {
-			s.a.st.store.Ack([]uint64{r.Seq})
+			s.a.st.store.Ack(inc, []uint64{r.Seq})
 			return true
 		}
 		if h.Incarnation == "" {
@@ -219,7 +219,12 @@ func (s *sender) refillBacklog() {
 	}
 	s.backlog = append(s.backlog, s.back.Flush()...)
 	if last == s.backPos {
-		s.backPos = s.liveStart - 1 // nothing left below liveStart
+		if err == nil && frontier >= s.liveStart-1 {
+			s.backPos = s.liveStart - 1 // nothing left below liveStart
+		}
+		// Else records below liveStart wait to be durable (moved
+		// from memory, carried from a deleted spool): read again after
+		// the next sync.
 		return
 	}
 	s.backPos = last
@@ -263,7 +268,7 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		s.nextBack = now.Add(time.Duration(float64(time.Second) / a.cfg.Publish.MaxRate))
 	}
 	if err == nil {
-		a.st.store.Ack(b.Seqs)
+		a.st.store.Ack(b.Incarnation, b.Seqs)
 		a.st.store.AckDropped(reported)
 		a.batches.Add(1)
 		a.published.Add(int64(b.Count()))
@@ -292,7 +297,7 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 			return
 		}
 		a.deadLetter(b.Topic, seqs, s.buf, err)
-		a.st.store.Ack(seqs)
+		a.st.store.Ack(b.Incarnation, seqs)
 		s.pop(fromBacklog)
 		return
 	}
@@ -359,7 +364,7 @@ func (s *sender) reportable(b *batch.Batch) []spool.DroppedRange {
 		}
 	}
 	held = s.live.AppendSeqs(s.back.AppendSeqs(held))
-	out := withoutSeqs(all, held)
+	out := withoutSeqs(all, "", held)
 	return out[:min(len(out), batch.MaxDropped)]
 }
 

@@ -32,7 +32,8 @@ type carried struct {
 
 // LockName is the file in state_dir an agent holds an exclusive lock on:
 // two agents on one state directory would hand out the same numbers.
-const LockName = "lock"
+// (The spool's own lock is "lock" in spool.dir, which may be state_dir.)
+const LockName = "agent.lock"
 
 func (a *Agent) provisionStorage() error {
 	if prev := a.opts.Previous; prev != nil {

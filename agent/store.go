@@ -42,7 +42,7 @@ type store struct {
 	retryAt  time.Time
 	mem      []spool.Record // not in the spool, seq ascending, every one tagged
 	memBytes int
-	acked    map[uint64]bool      // acknowledged memory records (removed lazily)
+	acked    map[ackKey]bool      // acknowledged memory records (removed lazily)
 	dropped  []spool.DroppedRange // losses not (yet) in a spool's cursor, Incarnation set
 	lastRO   uint64               // the spool's last seq seen read-only, when it cannot be opened
 	rescued  uint64               // unsynced spool records up to this were moved to memory
@@ -71,8 +71,9 @@ func openStore(o spool.Options, maxMem int, log *slog.Logger, now func() time.Ti
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
+	o.Tag = recordIncarnation // loss reports name whose readings they were
 	s := &store{log: log, opts: o, volatile: hex.EncodeToString(id[:]), maxMem: maxMem, now: now,
-		acked: map[uint64]bool{}}
+		acked: map[ackKey]bool{}}
 	sp, err := spool.Open(o)
 	if errors.Is(err, spool.ErrLocked) {
 		return nil, err
@@ -104,11 +105,11 @@ func (s *store) Append(recs []spool.Record) {
 		return
 	}
 	if s.sp != nil && !s.degraded {
-		err := s.sp.Append(recs)
+		err := appendSplit(s.sp, recs)
 		if errors.Is(err, spool.ErrGone) {
 			s.reincarnateLocked(err)
 			if s.sp != nil && !s.degraded {
-				err = s.sp.Append(recs)
+				err = appendSplit(s.sp, recs)
 			}
 		}
 		if err == nil {
@@ -151,7 +152,7 @@ func (s *store) recoverLocked(recs []spool.Record) bool {
 			s.spErr = err
 			return false
 		}
-		s.sp, s.inc, opened = sp, sp.Incarnation(), true
+		s.sp, s.inc, s.rescued, opened = sp, sp.Incarnation(), 0, true
 		s.log.Warn("spool opened at last", "dir", s.opts.Dir, "incarnation", s.inc)
 		s.rebindLocked()
 	}
@@ -161,7 +162,7 @@ func (s *store) recoverLocked(recs []spool.Record) bool {
 	}
 	err := s.moveMemLocked()
 	if err == nil && len(recs) > 0 {
-		err = s.sp.Append(recs)
+		err = appendSplit(s.sp, recs)
 	}
 	if err != nil {
 		if errors.Is(err, spool.ErrGone) {
@@ -189,7 +190,7 @@ func (s *store) moveMemLocked() error {
 		if len(group) == 0 {
 			return nil
 		}
-		if err := s.sp.Append(group); err != nil {
+		if err := appendSplit(s.sp, group); err != nil {
 			return err
 		}
 		for _, r := range group {
@@ -234,44 +235,44 @@ func (s *store) reincarnateLocked(cause error) {
 	old, oldInc, oldLast := s.sp, s.inc, s.sp.LastSeq()
 	s.log.Error("the spool was deleted while the agent ran: recreating it and moving what it held there",
 		"dir", s.opts.Dir, "err", cause)
-	s.sp, s.inc = nil, ""
+	// Read back first: Salvage closes the old spool, and with it its
+	// lock, which the new one takes.
+	var carried []spool.Record
+	lost, err := old.Salvage(func(r spool.Record) error {
+		r.Data = tagged(r.Data, oldInc, false)
+		carried = append(carried, r)
+		return nil
+	})
+	if err != nil {
+		s.log.Error("reading back the deleted spool", "err", err)
+	}
+	// What is left of it by name (only some files were deleted) was
+	// read back: a new spool must not adopt it.
+	if err := spool.Discard(s.opts.Dir, s.opts.FS); err != nil {
+		s.log.Error("removing what is left of the deleted spool", "dir", s.opts.Dir, "err", err)
+	}
+	s.sp, s.inc, s.rescued = nil, "", 0
 	fresh, err := spool.Open(s.opts)
 	if err != nil {
 		s.spErr, s.degraded = err, true
 		s.retryAt = s.now().Add(spoolRetry)
 	} else {
-		s.sp, s.inc, s.degraded = fresh, fresh.Incarnation(), false
+		s.sp, s.inc, s.degraded, s.spErr = fresh, fresh.Incarnation(), false, nil
 	}
 	moved, inMem := 0, 0
-	var group []spool.Record
-	flush := func() {
-		if len(group) == 0 {
-			return
-		}
+	for len(carried) > 0 {
+		group := carried[:min(len(carried), maxGroup)]
+		carried = carried[len(group):]
 		if s.sp != nil && !s.degraded {
-			if err := s.sp.Append(group); err == nil {
+			if err := appendSplit(s.sp, group); err == nil {
 				moved += len(group)
-				group = group[:0]
-				return
+				continue
 			} else {
 				s.failLocked(err)
 			}
 		}
 		inMem += len(group)
 		s.addMemLocked(group)
-		group = nil
-	}
-	lost, err := old.Salvage(func(r spool.Record) error {
-		r.Data = tagged(r.Data, oldInc, false)
-		group = append(group, r)
-		if len(group) == maxGroup {
-			flush()
-		}
-		return nil
-	})
-	flush()
-	if err != nil {
-		s.log.Error("reading back the deleted spool", "err", err)
 	}
 	s.dropped = append(s.dropped, lost...)
 	var n uint64
@@ -290,6 +291,19 @@ func (s *store) reincarnateLocked(cause error) {
 	}
 	s.log.Warn("spool recreated", "dir", s.opts.Dir, "incarnation", s.inc, "old_incarnation", oldInc,
 		"moved_to_disk", moved, "kept_in_memory", inMem, "lost", n)
+}
+
+// appendSplit appends recs, in smaller groups when a group does not fit
+// in a segment (a spool made small by a nearly full disk).
+func appendSplit(sp *spool.Spool, recs []spool.Record) error {
+	err := sp.Append(recs)
+	if errors.Is(err, spool.ErrTooLarge) && len(recs) > 1 {
+		h := len(recs) / 2
+		if err = appendSplit(sp, recs[:h]); err == nil {
+			err = appendSplit(sp, recs[h:])
+		}
+	}
+	return err
 }
 
 // rebindLocked moves the sequence counter to the spool now open.
@@ -326,8 +340,8 @@ func (s *store) addMemLocked(recs []spool.Record) {
 		old := s.mem[0]
 		s.mem = s.mem[1:]
 		s.memBytes -= len(old.Data)
-		if s.acked[old.Seq] {
-			delete(s.acked, old.Seq)
+		if s.acked[memKey(old)] {
+			delete(s.acked, memKey(old))
 			continue
 		}
 		h, _, _ := SplitRecord(old.Data)
@@ -376,7 +390,7 @@ func (s *store) compactLocked() {
 	kept := s.mem[:0]
 	s.memBytes = 0
 	for _, r := range s.mem {
-		if !s.acked[r.Seq] {
+		if !s.acked[memKey(r)] {
 			kept = append(kept, r)
 			s.memBytes += len(r.Data)
 		}
@@ -409,7 +423,7 @@ func (s *store) Sync() (synced uint64, err error) {
 		err = s.sp.Sync()
 	}
 	if errors.Is(err, spool.ErrUnavailable) {
-		s.rescueUnsyncedLocked()
+		s.rescueUnsyncedLocked(err)
 	}
 	if err == nil && !s.degraded && len(s.dropped) > 0 {
 		// Losses kept in memory go to the cursor, to survive a crash.
@@ -430,7 +444,7 @@ func (s *store) Sync() (synced uint64, err error) {
 // repaired, as in a power cut, and a later run would then number other
 // readings with their seqs; published from memory under an incarnation
 // of their own, they stay unique, and are not published twice.
-func (s *store) rescueUnsyncedLocked() {
+func (s *store) rescueUnsyncedLocked(cause error) {
 	from := max(s.sp.SyncedSeq(), s.rescued)
 	last := s.sp.LastSeq()
 	if last <= from {
@@ -448,6 +462,7 @@ func (s *store) rescueUnsyncedLocked() {
 	if len(recs) == 0 {
 		return
 	}
+	s.spErr = cause
 	seqs := make([]uint64, len(recs))
 	for i := range recs {
 		seqs[i] = recs[i].Seq
@@ -476,18 +491,27 @@ func (s *store) frontierLocked() uint64 {
 
 // Pending calls fn for unacknowledged records with seq > after, in seq
 // order across the spool and memory, with the incarnation untagged
-// records were numbered under. Records above the durable frontier wait.
-func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc string) bool) error {
+// records were numbered under. Records above the durable frontier wait:
+// it returns the frontier it used, so a caller that found nothing knows
+// whether records may still appear below it (frontier below its range).
+func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc string) bool) (frontier uint64, err error) {
 	s.mu.Lock()
 	sp, inc := s.sp, s.inc
-	frontier := s.frontierLocked()
+	frontier = s.frontierLocked()
+	// The spool is read without the lock: records the writer appends or
+	// moves there meanwhile have higher seqs, and come from the memory
+	// snapshot or the next call, never twice.
+	spLast := uint64(0)
+	if sp != nil {
+		spLast = sp.LastSeq()
+	}
 	i := sort.Search(len(s.mem), func(i int) bool { return s.mem[i].Seq > after })
 	var mem []spool.Record
 	for _, r := range s.mem[i:] {
 		if len(mem) >= limit || r.Seq > frontier {
 			break
 		}
-		if !s.acked[r.Seq] {
+		if !s.acked[memKey(r)] {
 			mem = append(mem, r)
 		}
 	}
@@ -501,8 +525,9 @@ func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc str
 		return !stopped && n < limit
 	}
 	if sp != nil {
+		upto := min(frontier, spLast)
 		err := sp.Pending(after, limit, func(r spool.Record) bool {
-			if r.Seq > frontier {
+			if r.Seq > upto {
 				return false
 			}
 			for len(mem) > 0 && mem[0].Seq < r.Seq {
@@ -513,15 +538,20 @@ func (s *store) Pending(after uint64, limit int, fn func(r spool.Record, inc str
 			}
 			return emit(r, inc)
 		})
-		if err != nil && !errors.Is(err, spool.ErrClosed) {
-			return err
+		if errors.Is(err, spool.ErrClosed) {
+			// Replaced meanwhile (deleted and recreated): what it held
+			// is in the new one; read again rather than skip past it.
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
 		}
 	}
 	for len(mem) > 0 && !stopped && n < limit {
 		emit(mem[0], "")
 		mem = mem[1:]
 	}
-	return nil
+	return frontier, nil
 }
 
 // Counts returns the records not yet acknowledged: in the spool, and held
@@ -533,7 +563,7 @@ func (s *store) Counts() (inSpool, inMemory int64) {
 		inSpool = s.sp.Stats().Pending
 	}
 	for _, r := range s.mem {
-		if !s.acked[r.Seq] {
+		if !s.acked[memKey(r)] {
 			inMemory++
 		}
 	}
@@ -546,28 +576,58 @@ func (s *store) PendingCount() int64 {
 	return a + b
 }
 
-// Ack marks records as delivered.
-func (s *store) Ack(seqs []uint64) {
+// ackKey names a memory record: its incarnation and seq. Two records of
+// different incarnations may share a seq (one carried over from memory
+// into a spool that already numbered past it), and delivering one must
+// not acknowledge the other.
+type ackKey struct {
+	inc string
+	seq uint64
+}
+
+func memKey(r spool.Record) ackKey {
+	h, _, _ := SplitRecord(r.Data)
+	return ackKey{h.Incarnation, r.Seq}
+}
+
+// Ack marks the records of a delivered message as delivered: seqs, of
+// incarnation inc ("" or the spool's for the spool's own records).
+func (s *store) Ack(inc string, seqs []uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sp != nil {
-		s.sp.Ack(seqs...) // also takes them out of its loss reports
-	}
-	// A record the memory bound pushed out may still have been in a batch
-	// the sender held: delivered after all, so not reported as lost.
-	if len(s.dropped) > 0 {
-		s.dropped = withoutSeqs(s.dropped, seqs)
-	}
-	if len(s.mem) > 0 {
+	spoolSeqs := seqs
+	if len(s.mem) > 0 && inc != "" && inc != s.inc {
+		spoolSeqs = nil
 		for _, q := range seqs {
-			if q >= s.mem[0].Seq {
-				s.acked[q] = true
+			if s.inMemLocked(ackKey{inc, q}) {
+				s.acked[ackKey{inc, q}] = true
+			} else {
+				spoolSeqs = append(spoolSeqs, q) // tagged, and moved to disk
 			}
 		}
 		if len(s.acked) > len(s.mem)/2 {
 			s.compactLocked()
 		}
 	}
+	if s.sp != nil && len(spoolSeqs) > 0 {
+		s.sp.Ack(spoolSeqs...) // also takes them out of its loss reports
+	}
+	// A record the memory bound pushed out may still have been in a batch
+	// the sender held: delivered after all, so not reported as lost.
+	if len(s.dropped) > 0 {
+		s.dropped = withoutSeqs(s.dropped, inc, seqs)
+	}
+}
+
+// inMemLocked says whether memory holds the record k.
+func (s *store) inMemLocked(k ackKey) bool {
+	i := sort.Search(len(s.mem), func(i int) bool { return s.mem[i].Seq >= k.seq })
+	for ; i < len(s.mem) && s.mem[i].Seq == k.seq; i++ {
+		if memKey(s.mem[i]) == k {
+			return true
+		}
+	}
+	return false
 }
 
 // Dropped returns the losses not yet reported (the spool's and memory's),
@@ -627,6 +687,12 @@ func (s *store) Volatile() string { return s.volatile }
 func (s *store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sp != nil {
+		// Deleted since the last sync: carry what it held first.
+		if err := s.sp.Sync(); errors.Is(err, spool.ErrGone) {
+			s.reincarnateLocked(err)
+		}
+	}
 	if s.degraded {
 		s.recoverLocked(nil)
 	}
@@ -660,7 +726,10 @@ func (s *store) Close() error {
 		return nil
 	}
 	if len(s.dropped) > 0 && !s.degraded {
-		_ = s.sp.AddDropped(s.dropped...)
+		if err := s.sp.AddDropped(s.dropped...); err != nil {
+			s.log.Error("earlier losses not yet reported to the cloud could not be saved and are not reported after a restart",
+				"ranges", len(s.dropped), "err", err)
+		}
 	}
 	return s.sp.Close()
 }
@@ -693,17 +762,25 @@ func sameTag(a, b []byte) bool {
 	return x.Incarnation == y.Incarnation && x.Volatile == y.Volatile
 }
 
-// withoutSeqs removes seqs from the ranges, splitting them as needed.
-// Ranges with no seq in them are kept as they are.
-func withoutSeqs(ranges []spool.DroppedRange, seqs []uint64) []spool.DroppedRange {
+// withoutSeqs removes the seqs of incarnation inc from the ranges,
+// splitting them as needed. Ranges of other incarnations are kept.
+func withoutSeqs(ranges []spool.DroppedRange, inc string, seqs []uint64) []spool.DroppedRange {
 	if len(ranges) == 0 || len(seqs) == 0 {
 		return ranges
 	}
-	sorted := slices.Clone(seqs)
-	slices.Sort(sorted)
-	out := ranges
-	for _, q := range sorted {
-		out = spool.SubtractSpan(out, q, q)
+	var out []spool.DroppedRange
+	for _, d := range ranges {
+		if inc != "" && d.Incarnation != "" && d.Incarnation != inc {
+			out = append(out, d)
+			continue
+		}
+		piece := []spool.DroppedRange{d}
+		for _, q := range seqs {
+			if q >= d.First && q <= d.Last {
+				piece = spool.SubtractSpan(piece, q, q)
+			}
+		}
+		out = append(out, piece...)
 	}
 	return out
 }

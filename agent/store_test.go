@@ -27,7 +27,7 @@ func TestWithoutSeqs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := withoutSeqs(tt.ranges, tt.seqs); !reflect.DeepEqual(got, tt.want) {
+			if got := withoutSeqs(tt.ranges, "", tt.seqs); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})

@@ -110,15 +110,24 @@ func (c *cursorState) addDropped(d DroppedRange, taken int) int {
 // the new count of handed-out leading reports.
 func mergeOldest(list *[]DroppedRange, taken int) int {
 	l := *list
-	a, b := l[0], l[1]
-	l[1] = DroppedRange{First: min(a.First, b.First), Last: max(a.Last, b.Last), Count: a.Count + b.Count,
+	// The oldest pair that shares incarnation and reason, so a merged
+	// report still names whose readings were lost and why.
+	i := 0
+	for j := 0; j+1 < len(l); j++ {
+		if l[j].Incarnation == l[j+1].Incarnation && l[j].Reason == l[j+1].Reason {
+			i = j
+			break
+		}
+	}
+	a, b := l[i], l[i+1]
+	l[i+1] = DroppedRange{First: min(a.First, b.First), Last: max(a.Last, b.Last), Count: a.Count + b.Count,
 		Reason: a.Reason, Incarnation: a.Incarnation}
-	*list = append(l[:0], l[1:]...)
+	*list = append(l[:i], l[i+1:]...)
 	switch {
-	case taken == 1:
-		return 0
-	case taken >= 2:
+	case taken > i+1: // both were handed out
 		return taken - 1
+	case taken == i+1: // a was, b was not: report the merge again
+		return i
 	}
 	return taken
 }

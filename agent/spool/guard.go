@@ -246,6 +246,19 @@ func (s *Spool) checkPresent() error {
 	if why == "" && s.metaOK {
 		if _, err := s.fs.Stat(filepath.Join(s.dir, metaName)); errors.Is(err, fs.ErrNotExist) {
 			why = "its meta file was deleted"
+			segsThere := true
+			for _, seg := range s.segs {
+				if _, err := s.fs.Stat(seg.path); errors.Is(err, fs.ErrNotExist) {
+					segsThere, why = false, "its files were deleted"
+					break
+				}
+			}
+			// Only the meta file: write it again; the segments say who
+			// they are.
+			if segsThere && s.writeSmall(metaName, encodeMeta(s.inc)) == nil {
+				why = ""
+				s.log.Warn("spool: meta file deleted: written again", "dir", s.dir)
+			}
 		}
 	}
 	if why == "" && s.af != nil {
@@ -317,6 +330,35 @@ func (s *Spool) Salvage(fn func(Record) error) ([]DroppedRange, error) {
 		lost = append(lost, s.resolve(d))
 	}
 	return lost, nil
+}
+
+// Discard removes what is left of a spool in dir after Salvage read it
+// back (only some of its files were deleted), so that a new spool there
+// does not adopt it. Files that are not the spool's are left alone.
+func Discard(dir string, fsys FS) error {
+	if fsys == nil {
+		fsys = OSFS{}
+	}
+	entries, err := fsys.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		_, seg := parseSegName(name)
+		switch {
+		case seg, name == metaName, name == cursorName, name == liveCursorName, name == reserveName, name == lockName,
+			strings.HasSuffix(name, ".tmp"):
+			if err := fsys.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // unacked returns the unacknowledged seqs of seg from from on, as ranges.

@@ -269,14 +269,22 @@ func TestGoneAndSalvage(t *testing.T) {
 // Salvage hands over pending loss reports with the old incarnation, and
 // AddDropped keeps them (persisted) in a new spool.
 func TestSalvageCarriesReports(t *testing.T) {
-	e := newEnv(t, tiny)
-	e.append(seqRange(1, 60)...) // fills the 4 KiB spool: the oldest dropped
-	old := e.s.Incarnation()
-	e.fs.Remove(e.path("meta"))
-	if err := e.s.Sync(); !errors.Is(err, spool.ErrGone) {
-		t.Fatalf("Sync after meta deleted: %v", err)
+	dir := filepath.Join(t.TempDir(), "spool")
+	s, err := spool.Open(tiny(spool.Options{Dir: dir}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	lost, err := e.s.Salvage(func(spool.Record) error { return nil })
+	for seq := uint64(1); seq <= 60; seq++ { // fills the 4 KiB spool: the oldest dropped
+		if err := s.Append([]spool.Record{{Seq: seq, Data: payload(seq)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := s.Incarnation()
+	os.RemoveAll(dir)
+	if err := s.Sync(); !errors.Is(err, spool.ErrGone) {
+		t.Fatalf("Sync after the directory was deleted: %v", err)
+	}
+	lost, err := s.Salvage(func(spool.Record) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +299,20 @@ func TestSalvageCarriesReports(t *testing.T) {
 	if got := fresh.s.TakeDropped(); !slices.Equal(got, lost) {
 		t.Fatalf("after a power cut: %+v, want %+v", got, lost)
 	}
+}
+
+// Only the meta file deleted: written again, the spool goes on.
+func TestMetaDeletedIsRewritten(t *testing.T) {
+	e := newEnv(t, tiny)
+	e.append(seqRange(1, 5)...)
+	inc := e.s.Incarnation()
+	e.fs.Remove(e.path("meta"))
+	e.sync()
+	e.reopen("power")
+	if e.s.Incarnation() != inc {
+		t.Fatalf("incarnation %s, want %s", e.s.Incarnation(), inc)
+	}
+	e.wantPending(seqRange(1, 5))
 }
 
 var _ io.Closer = (*spool.Lock)(nil)

@@ -48,6 +48,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for the intervals; nil means time.Now.
 	Now func() time.Time
+	// Tag, if set, returns the incarnation a record's payload says it
+	// was numbered under ("" = this spool's). Loss reports of dropped
+	// segments are then split by it.
+	Tag func(data []byte) string
 
 	// minSegment overrides the 64 KiB floor of SegmentBytes (tests only,
 	// through export_test.go, so they can rotate with a few records).
@@ -132,6 +136,7 @@ type Spool struct {
 	wantBytes int64
 	wantSeg   int64 // likewise the segment size
 
+	tagOf      func([]byte) string
 	lock       io.Closer   // Dir/lock, held while open for writing
 	dirInfo    fs.FileInfo // the directory at Open, to notice it was replaced
 	metaOK     bool        // the meta file exists (so its deletion means the spool was wiped)
@@ -218,7 +223,7 @@ func Open(opts Options) (*Spool, error) {
 }
 
 func open(opts Options, readOnly bool) (*Spool, error) {
-	s := &Spool{fs: opts.FS, log: opts.Logger, now: opts.Now, dir: opts.Dir, readOnly: readOnly}
+	s := &Spool{fs: opts.FS, log: opts.Logger, now: opts.Now, dir: opts.Dir, readOnly: readOnly, tagOf: opts.Tag}
 	if s.fs == nil {
 		s.fs = OSFS{}
 	}

@@ -212,29 +212,21 @@ func (s *Spool) makeRoom(need int64) error {
 func (s *Spool) drop(seg *segment) error {
 	next := s.cur.clone()
 	taken := s.taken
-	var d DroppedRange
-	for _, r := range seg.runs {
-		for x := next.acks.nextUncovered(r.lo); x <= r.hi; x = next.acks.nextUncovered(x + 1) {
-			if d.Count == 0 {
-				d.First = x
-			}
-			d.Last = x
-			d.Count++
-		}
-	}
-	if d.Count > 0 {
-		d.Reason = DropFull
+	lost := s.lostIn(seg, &next.acks)
+	var n uint64
+	for _, d := range lost {
 		taken = next.addDropped(d, taken)
+		n += d.Count
 	}
 	next.acks.add(seg.first, seg.last)
 	if err := s.writeCursor(&next); err != nil {
 		return fmt.Errorf("%w; not deleting %s", err, seg.path)
 	}
 	s.cur, s.taken, s.cursorDirty = next, taken, false
-	if d.Count > 0 {
-		s.st.DroppedRecords += int64(d.Count)
+	if n > 0 {
+		s.st.DroppedRecords += int64(n)
 		s.log.Error("spool: full: deleted the oldest segment with unacknowledged records",
-			"file", seg.path, "seq_first", d.First, "seq_last", d.Last, "records", d.Count)
+			"file", seg.path, "seq_first", lost[0].First, "seq_last", lost[len(lost)-1].Last, "records", n)
 	}
 	if err := s.deleteSegment(seg); err != nil {
 		// Its seqs are acknowledged now: collect retries the delete.
@@ -244,6 +236,49 @@ func (s *Spool) drop(seg *segment) error {
 	// Make the delete durable now: a segment that came back after a
 	// power cut would be sent again if the cursor were lost too.
 	return s.syncDir()
+}
+
+// lostIn returns the unacknowledged records of seg as DropFull ranges:
+// one range per run of records of the same incarnation (Options.Tag), so
+// a report names whose readings were lost.
+func (s *Spool) lostIn(seg *segment, acks *rangeSet) []DroppedRange {
+	var out []DroppedRange
+	add := func(seq uint64, inc string) {
+		if n := len(out); n > 0 && out[n-1].Incarnation == inc {
+			out[n-1].Last = seq
+			out[n-1].Count++
+			return
+		}
+		out = append(out, DroppedRange{First: seq, Last: seq, Count: 1, Reason: DropFull, Incarnation: inc})
+	}
+	if s.tagOf != nil {
+		if r, err := s.reader(seg); err == nil {
+			w := newWindow(r, seg.end, s.rbuf)
+			b := bounds{hi: seg.hi, prev: seg.first - 1}
+			off := int64(segHeaderSize)
+			for {
+				seq, data, at, _, ok := w.next(off, b)
+				if !ok {
+					break
+				}
+				off, b.prev = at+RecordHeaderSize+int64(len(data)), seq
+				if !acks.contains(seq) {
+					add(seq, s.tagOf(data))
+				}
+			}
+			s.rbuf = w.buf
+			if w.err == nil {
+				return out
+			}
+		}
+		out = out[:0] // unreadable: by seq only
+	}
+	for _, r := range seg.runs {
+		for x := acks.nextUncovered(r.lo); x <= r.hi; x = acks.nextUncovered(x + 1) {
+			add(x, "")
+		}
+	}
+	return out
 }
 
 func (s *Spool) deleteSegment(seg *segment) error {
