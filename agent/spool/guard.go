@@ -294,30 +294,18 @@ func (s *Spool) Salvage(fn func(Record) error) ([]DroppedRange, error) {
 		if seg.last <= s.cur.acks.w {
 			continue
 		}
-		r, err := s.reader(seg)
 		var ferr error
 		read := uint64(0) // highest seq passed to fn
-		if err == nil {
-			w := newWindow(r, seg.end, s.rbuf)
-			b := bounds{hi: seg.hi, prev: seg.first - 1}
-			off := int64(segHeaderSize)
-			for {
-				seq, data, at, _, ok := w.next(off, b)
-				if !ok {
-					break
-				}
-				off, b.prev = at+RecordHeaderSize+int64(len(data)), seq
-				if s.cur.acks.contains(seq) {
-					continue
-				}
-				if ferr = fn(Record{Seq: seq, Data: append([]byte(nil), data...)}); ferr != nil {
-					break
-				}
-				read = seq
+		err := s.scanRecords(seg, func(seq uint64, data []byte) bool {
+			if s.cur.acks.contains(seq) {
+				return true
 			}
-			s.rbuf = w.buf
-			err = w.err
-		}
+			if ferr = fn(Record{Seq: seq, Data: append([]byte(nil), data...)}); ferr != nil {
+				return false
+			}
+			read = seq
+			return true
+		})
 		if ferr != nil {
 			return lost, ferr
 		}

@@ -93,6 +93,31 @@ func (s *Spool) readPending(after uint64, limit int) (out []Record, more bool, e
 	return out, false, nil
 }
 
+// scanRecords calls fn for every valid record of seg, in order, until fn
+// returns false (data is valid during the call only), and returns the
+// read error that ended the scan, if any.
+func (s *Spool) scanRecords(seg *segment, fn func(seq uint64, data []byte) bool) error {
+	r, err := s.reader(seg)
+	if err != nil {
+		return err
+	}
+	w := newWindow(r, seg.end, s.rbuf)
+	b := bounds{hi: seg.hi, prev: seg.first - 1}
+	off := int64(segHeaderSize)
+	for {
+		seq, data, at, _, ok := w.next(off, b)
+		if !ok {
+			break
+		}
+		off, b.prev = at+RecordHeaderSize+int64(len(data)), seq
+		if !fn(seq, data) {
+			break
+		}
+	}
+	s.rbuf = w.buf
+	return w.err
+}
+
 // locate returns where to start reading for seq: the sparse index entry
 // at or before it, and the seq a record there must exceed.
 func (seg *segment) locate(seq uint64) (off int64, prev uint64) {

@@ -252,24 +252,13 @@ func (s *Spool) lostIn(seg *segment, acks *rangeSet) []DroppedRange {
 		out = append(out, DroppedRange{First: seq, Last: seq, Count: 1, Reason: DropFull, Incarnation: inc})
 	}
 	if s.tagOf != nil {
-		if r, err := s.reader(seg); err == nil {
-			w := newWindow(r, seg.end, s.rbuf)
-			b := bounds{hi: seg.hi, prev: seg.first - 1}
-			off := int64(segHeaderSize)
-			for {
-				seq, data, at, _, ok := w.next(off, b)
-				if !ok {
-					break
-				}
-				off, b.prev = at+RecordHeaderSize+int64(len(data)), seq
-				if !acks.contains(seq) {
-					add(seq, s.tagOf(data))
-				}
+		if s.scanRecords(seg, func(seq uint64, data []byte) bool {
+			if !acks.contains(seq) {
+				add(seq, s.tagOf(data))
 			}
-			s.rbuf = w.buf
-			if w.err == nil {
-				return out
-			}
+			return true
+		}) == nil {
+			return out
 		}
 		out = out[:0] // unreadable: by seq only
 	}

@@ -202,8 +202,12 @@ func (l *ledger) tally() tally {
 		}
 	}
 	all := maps.Clone(l.stored)
+	movedTo := map[rkey]bool{}
+	for _, to := range l.moved {
+		movedTo[to] = true
+	}
 	for k := range l.delivered {
-		if _, ok := all[k]; !ok {
+		if _, ok := all[k]; !ok && !movedTo[k] {
 			all[k] = "unlogged" // stored, then killed before its log line
 		}
 	}
