@@ -358,6 +358,7 @@ func tortureTable(faults map[string]int, tl, clean tally, recoveries []time.Dura
 	row("(incarnation, seq) carrying two readings", len(tl.collisions))
 	row("messages under a volatile incarnation", tl.volatileMessages)
 	row("duplicates (kills, lost replies)", fmt.Sprintf("%d (%.2f%%)", tl.duplicates, 100*float64(tl.duplicates)/float64(max(tl.delivered, 1))))
+	row("delivered under two incarnations (disk failed, then kept them)", tl.crossDuplicates)
 	row("duplicates after clean stops", fmt.Sprintf("%d of %d", clean.duplicates, clean.delivered))
 	var rs []string
 	for _, d := range recoveries {
