@@ -179,7 +179,7 @@ func (l *ledger) addDeadLetters(t *testing.T, path string) {
 // tally is the ledger's bottom line.
 type tally struct {
 	taken, delivered, duplicates int
-	crossDuplicates              int // delivered under two incarnations
+	crossDuplicates              int            // delivered under two incarnations
 	dropped                      map[string]int // by reason
 	deadLettered, lostAtExit     int
 	lostSilently                 []rkey
