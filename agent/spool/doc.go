@@ -57,12 +57,19 @@
 // Options.Dir holds:
 //
 //	meta                      the spool's incarnation (created once)
-//	cursor                    acknowledgements and pending loss reports
+//	cursor                    acknowledgements and pending loss reports (fsynced)
+//	cursor.live               the same, overwritten after every acknowledgement, not fsynced
 //	seg-<first seq, 16 hex>.log  segments, oldest first
 //	*.corrupt                 damaged segments set aside (at most 4 kept)
+//	lock                      flocked while a process has the spool open for writing
+//	reserve                   64 KiB given back when a full disk blocks the cursor write
 //
 // Other files are ignored; cursor.tmp and meta.tmp (interrupted writes)
-// are removed.
+// are removed. guard.go keeps the spool working when the world around it
+// misbehaves: a second process (ErrLocked), a disk it filled itself (the
+// reserve), a limit larger than the disk (MaxBytes fitted to free space,
+// Stats.MaxBytes), and the directory deleted while in use (ErrGone, then
+// Salvage).
 //
 // meta is one line: "spool v1 <incarnation, 32 hex> <CRC32C of what
 // precedes, 8 hex>\n". The incarnation is a random 128-bit id made when
@@ -81,13 +88,15 @@
 // (synced, then never written again) when the next group would pass
 // SegmentBytes; a group is never split across segments.
 //
-// cursor (at most about 3 KiB, rewritten whole: temp file, fsync, rename,
-// directory fsync):
+// cursor and cursor.live hold the same encoding (cursor.live framed by a
+// 4-byte length, since it is overwritten in place); Open takes the valid
+// one with the higher generation. The layout, version 2 (version 1,
+// without the generation and the per-report incarnation, is still read):
 //
-//	"SPCU" | version u16 (1) | 0 u16 | incarnation [16] |
+//	"SPCU" | version u16 (2) | 0 u16 | incarnation [16] | generation u64 |
 //	watermark u64 | last seq u64 | synced seq u64 | R u32 | D u32 |
-//	R × (first u64, last u64)                 acknowledged ranges above the watermark, lowest 64
-//	D × (first u64, last u64, count u64, reason u8, 7 zero bytes)   loss reports, at most 64
+//	R × (first u64, last u64)                 acknowledged ranges above the watermark, lowest 8192
+//	D × (first u64, last u64, count u64, reason u8, 7 zero bytes, incarnation [16])   loss reports, at most 64
 //	CRC u32 of everything before
 //
 // Every seq up to the watermark is acknowledged or was never appended.
