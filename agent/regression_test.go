@@ -44,6 +44,18 @@ func openTestStore(t *testing.T, o spool.Options, maxMem int) *store {
 	return st
 }
 
+// spoolThenMemory is a store holding seqs 1..300 in its spool (synced)
+// and 301..310 in memory.
+func spoolThenMemory(t *testing.T, o spool.Options) (*store, Head) {
+	st := openTestStore(t, o, 1<<20)
+	h := Head{Topic: "t"}
+	appendAll(st, testRecs(1, 300, h, 10))
+	st.Sync()
+	forceMemoryMode(st)
+	st.Append(testRecs(301, 310, h, 10))
+	return st, h
+}
+
 func forceMemoryMode(st *store) {
 	st.mu.Lock()
 	st.degraded, st.retryAt = true, time.Now().Add(time.Hour)
@@ -85,12 +97,7 @@ func TestPendingNeverShowsUnsyncedAppendedMeanwhile(t *testing.T) {
 
 // Memory moved to the spool while Pending runs is emitted once, in order.
 func TestPendingMoveMemMeanwhile(t *testing.T) {
-	st := openTestStore(t, spool.Options{}, 1<<20)
-	h := Head{Topic: "t"}
-	appendAll(st, testRecs(1, 300, h, 10))
-	st.Sync()
-	forceMemoryMode(st)
-	st.Append(testRecs(301, 310, h, 10)) // to memory
+	st, h := spoolThenMemory(t, spool.Options{})
 	var got []uint64
 	first := true
 	st.Pending(0, 4096, func(r spool.Record, inc string) bool {
@@ -121,12 +128,7 @@ func TestPendingMoveMemMeanwhile(t *testing.T) {
 // emit memory records above the unread ones (the sender would skip them).
 func TestPendingSpoolReplacedMeanwhile(t *testing.T) {
 	dir := t.TempDir() + "/spool"
-	st := openTestStore(t, spool.Options{Dir: dir}, 1<<20)
-	h := Head{Topic: "t"}
-	appendAll(st, testRecs(1, 300, h, 10))
-	st.Sync()
-	forceMemoryMode(st)
-	st.Append(testRecs(301, 310, h, 10)) // to memory
+	st, _ := spoolThenMemory(t, spool.Options{Dir: dir})
 	var got []uint64
 	first := true
 	_, err := st.Pending(0, 4096, func(r spool.Record, inc string) bool {

@@ -774,13 +774,7 @@ func withoutSeqs(ranges []spool.DroppedRange, inc string, seqs []uint64) []spool
 			out = append(out, d)
 			continue
 		}
-		piece := []spool.DroppedRange{d}
-		for _, q := range seqs {
-			if q >= d.First && q <= d.Last {
-				piece = spool.SubtractSpan(piece, q, q)
-			}
-		}
-		out = append(out, piece...)
+		out = append(out, spool.WithoutSeqs(d, seqs)...)
 	}
 	return out
 }

@@ -693,15 +693,18 @@ func (s *Spool) trimDelivered(seqs []uint64) bool {
 	if len(s.cur.dropped) == 0 {
 		return false
 	}
-	return s.cutDropped(func(d DroppedRange) []DroppedRange {
-		out := []DroppedRange{d}
-		for _, x := range seqs {
-			if x >= d.First && x <= d.Last {
-				out = SubtractSpan(out, x, x)
-			}
+	return s.cutDropped(func(d DroppedRange) []DroppedRange { return WithoutSeqs(d, seqs) })
+}
+
+// WithoutSeqs returns the pieces of d left once seqs are taken out of it.
+func WithoutSeqs(d DroppedRange, seqs []uint64) []DroppedRange {
+	out := []DroppedRange{d}
+	for _, x := range seqs {
+		if x >= d.First && x <= d.Last {
+			out = SubtractSpan(out, x, x)
 		}
-		return out
-	})
+	}
+	return out
 }
 
 // cutDropped replaces each pending report by cut's pieces, in place, so

@@ -25,14 +25,7 @@ func TestKillLoop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill loop takes about a minute and a half; not in -short")
 	}
-	kills := 30
-	if v := os.Getenv("SENSOR_AGENT_KILLS"); v != "" {
-		kills, _ = strconv.Atoi(v)
-	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("SENSOR_AGENT_KILL_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
+	kills, seed := killsAndSeed("SENSOR_AGENT_KILLS", 30, "SENSOR_AGENT_KILL_SEED")
 	t.Logf("kill loop: %d kills, seed %d (SENSOR_AGENT_KILL_SEED=%d replays it)", kills, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
@@ -115,4 +108,18 @@ func killAfter(t *testing.T, ctx context.Context, config string, d time.Duration
 	}
 	p.signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// killsAndSeed reads a number of kills (default def) and a seed (default:
+// the clock) from the environment, so a run can be made longer or replayed.
+func killsAndSeed(killsVar string, def int, seedVar string) (int, uint64) {
+	kills := def
+	if v := os.Getenv(killsVar); v != "" {
+		kills, _ = strconv.Atoi(v)
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(seedVar); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	return kills, seed
 }

@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,14 +37,7 @@ func TestTorture(t *testing.T) {
 	if os.Getenv("SENSOR_AGENT_TORTURE") == "" {
 		t.Skip("the torture run takes a few minutes: make torture (SENSOR_AGENT_TORTURE=1) runs it, and CI does")
 	}
-	kills := 100
-	if v := os.Getenv("SENSOR_AGENT_TORTURE_KILLS"); v != "" {
-		kills, _ = strconv.Atoi(v)
-	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("SENSOR_AGENT_TORTURE_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
+	kills, seed := killsAndSeed("SENSOR_AGENT_TORTURE_KILLS", 100, "SENSOR_AGENT_TORTURE_SEED")
 	t.Logf("torture: %d kills, seed %d (SENSOR_AGENT_TORTURE_SEED=%d replays the kill timing)", kills, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 9))
 
