@@ -54,6 +54,9 @@ type Options struct {
 const (
 	DefaultMaxBackoff  = 5 * time.Minute
 	DefaultReopenAfter = 5
+	// MinOpenTimeout is the least time opening a device may take: a
+	// short read timeout must not cut off a slow probe or reset.
+	MinOpenTimeout = 10 * time.Second
 )
 
 // Status is a sensor's health, reported to the caller on every change.
@@ -210,7 +213,7 @@ func (r *runner) step(ctx context.Context) (done bool, err error) {
 		}
 	}
 	if r.dev == nil {
-		octx, cancel := context.WithTimeout(ctx, max(r.src.Timeout, 10*time.Second))
+		octx, cancel := context.WithTimeout(ctx, max(r.src.Timeout, MinOpenTimeout))
 		dev, err := r.src.Open(octx)
 		cancel()
 		if errors.Is(err, sensors.ErrDone) {

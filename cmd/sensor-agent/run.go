@@ -122,7 +122,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		done := make(chan error, 1)
 		go func() { done <- a.Run(runCtx) }()
 		// Ready: config loaded, spool open, sensors scheduled.
-		s.notify(sdReady, sdStatus(statusText(progressOf(a.Stats(), a.Pending()))))
+		s.notify(sdReady, sdStatus(a.Progress().StatusText()))
 		// Not under ctx: pings go on during the last send after SIGTERM.
 		supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
 		supDone := make(chan struct{})
@@ -185,10 +185,10 @@ func (s *service) supervisor(a *agent.Agent, cfg *config.Config) *supervisor {
 	every := s.watchdog / 2 // sd_watchdog_enabled(3): ping at half the timeout
 	return &supervisor{
 		sd: s.sd, log: s.opts.Logger,
-		snapshot:    func() progress { return progressOf(a.Stats(), a.Pending()) },
+		snapshot:    a.Progress,
 		now:         time.Now,
 		statusEvery: statusEvery, watchdogEvery: every,
-		limits: watchdogLimitsFor(cfg, every),
+		limits: agent.ProgressLimitsFor(cfg, every),
 	}
 }
 
