@@ -105,11 +105,6 @@ type Agent struct {
 	lastPubErr  string
 }
 
-// defaultClock is the Source when Options.Clock is nil. The package's
-// tests replace it so that what they publish does not depend on the NTP
-// state of the machine running them.
-var defaultClock = func(logger *slog.Logger) clock.Source { return clock.New(clock.Options{Logger: logger}) }
-
 // New returns an agent for cfg. It opens nothing.
 func New(cfg *config.Config, opts Options) *Agent {
 	if opts.Logger == nil {
@@ -125,7 +120,7 @@ func New(cfg *config.Config, opts Options) *Agent {
 		opts.BootID = reading.BootID
 	}
 	if opts.Clock == nil {
-		opts.Clock = defaultClock(opts.Logger.With("module", "clock"))
+		opts.Clock = clock.New(clock.Options{Logger: opts.Logger.With("module", "clock")})
 	}
 	return &Agent{cfg: cfg, opts: opts, log: opts.Logger, wakeCh: make(chan struct{}, 1)}
 }

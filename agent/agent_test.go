@@ -137,6 +137,11 @@ func start(t *testing.T, cfg *config.Config, pub *fakePub, opts Options) *Agent 
 	if opts.BootID == nil {
 		opts.BootID = func() string { return "boot-1" }
 	}
+	if opts.Clock == nil {
+		// Readings without the clock flag, whatever the state of the
+		// machine running the tests.
+		opts.Clock = &flipClock{}
+	}
 	a := New(cfg, opts)
 	if err := a.Provision(); err != nil {
 		t.Fatal(err)

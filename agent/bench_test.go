@@ -220,7 +220,7 @@ sensors:
 			b.Fatal(err)
 		}
 		fillSpool(b, cfg.Spool.Dir, backlog)
-		a := New(cfg, Options{ExitWhenIdle: true})
+		a := New(cfg, Options{ExitWhenIdle: true, Clock: &flipClock{}})
 		if err := a.Provision(); err != nil {
 			b.Fatal(err)
 		}

@@ -8,15 +8,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/sensor-agent/sensor-agent/agent/clock"
 )
-
-func init() {
-	// The other tests expect readings without the flag, whatever the
-	// state of the machine running them.
-	defaultClock = func(*slog.Logger) clock.Source { return &flipClock{} }
-}
 
 // flipClock is unsynchronised until at, then synchronised.
 type flipClock struct {

@@ -249,7 +249,7 @@ func TestSpoolDirIsStateDir(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(t, dir, "", "  - {name: a, driver: sim, interval: 100ms, count: 1}\n")
 	cfg.Spool.Dir = dir
-	a := New(cfg, Options{Publisher: &fakePub{}, BootID: func() string { return "b" }})
+	a := New(cfg, Options{Publisher: &fakePub{}, BootID: func() string { return "b" }, Clock: &flipClock{}})
 	if err := a.Provision(); err != nil {
 		t.Errorf("Provision with spool.dir == state_dir: %v", err)
 	}
