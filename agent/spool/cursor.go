@@ -343,3 +343,31 @@ func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
 	}
 	return fsys.SyncDir(dir)
 }
+
+func (s *Spool) persistCursor() error {
+	if err := s.writeCursor(&s.cur); err != nil {
+		return err
+	}
+	s.cursorDirty = false
+	return nil
+}
+
+// writeCursor persists c (which may be a candidate state not yet
+// adopted) and remembers it as what the file holds.
+func (s *Spool) writeCursor(c *cursorState) error {
+	c.lastSeq, c.syncedSeq = s.lastSeq, s.durable
+	s.gen++
+	c.gen = s.gen
+	// Counted from the attempt, so a failing disk is retried at the
+	// cursor interval instead of on every call.
+	s.lastCur = s.now()
+	if err := s.writeSmall(cursorName, encodeCursor(nil, s.inc, c)); err != nil {
+		return fmt.Errorf("%w: cursor: %w", ErrUnavailable, err)
+	}
+	s.persisted = c.clone()
+	if len(s.persisted.acks.r) > maxCursorRanges {
+		s.persisted.acks.r = s.persisted.acks.r[:maxCursorRanges]
+	}
+	s.st.CursorWrites++
+	return nil
+}

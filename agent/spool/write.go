@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 )
 
 // Append writes a group of records with one write to the active
@@ -31,19 +30,9 @@ func (s *Spool) Append(recs []Record) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
-	prev, size := s.lastSeq, 0
-	for _, r := range recs {
-		if r.Seq <= prev || r.Seq == math.MaxUint64 {
-			return fmt.Errorf("%w: seq %d after %d", ErrSeq, r.Seq, prev)
-		}
-		if len(r.Data) > s.maxRec {
-			return fmt.Errorf("%w: record %d has %d bytes, the limit is %d", ErrTooLarge, r.Seq, len(r.Data), s.maxRec)
-		}
-		prev = r.Seq
-		size += RecordHeaderSize + len(r.Data)
-	}
-	if int64(size) > s.segBytes-segHeaderSize {
-		return fmt.Errorf("%w: a group of %d bytes does not fit in a %d-byte segment; split it", ErrTooLarge, size, s.segBytes)
+	size, err := s.checkGroup(recs)
+	if err != nil {
+		return err
 	}
 	if s.needRepair {
 		if err := s.repair(); err != nil {
@@ -76,24 +65,9 @@ func (s *Spool) Append(recs []Record) error {
 		s.wbuf = nil
 	}
 
-	seg := s.active
-	if seg == nil {
-		var err error
-		if seg, err = s.create(recs[0].Seq, buf); err != nil {
-			return err
-		}
-	} else if _, err := s.af.WriteAt(buf, seg.end); err != nil {
-		s.st.WriteErrors++
-		// Cut off whatever part of the group landed, so no half record
-		// sits where the next group goes. If even that fails, the bytes
-		// beyond the synced size are rebuilt from memory before the next
-		// write (and a reader would reject a half record by its CRC).
-		if terr := s.af.Truncate(seg.end); terr != nil {
-			s.needRepair = true
-		}
-		return s.unavailable("write", seg.path, err)
-	} else {
-		s.unsynced = append(s.unsynced, buf...)
+	seg, err := s.write(recs[0].Seq, buf)
+	if err != nil {
+		return err
 	}
 	off := seg.end + int64(base)
 	for _, r := range recs {
@@ -106,6 +80,48 @@ func (s *Spool) Append(recs []Record) error {
 	seg.end, seg.disk = off, off
 	s.lastSeq = seg.last
 	return nil
+}
+
+// checkGroup validates a group of records for Append and returns its
+// encoded size.
+func (s *Spool) checkGroup(recs []Record) (int, error) {
+	prev, size := s.lastSeq, 0
+	for _, r := range recs {
+		if r.Seq <= prev || r.Seq == math.MaxUint64 {
+			return 0, fmt.Errorf("%w: seq %d after %d", ErrSeq, r.Seq, prev)
+		}
+		if len(r.Data) > s.maxRec {
+			return 0, fmt.Errorf("%w: record %d has %d bytes, the limit is %d", ErrTooLarge, r.Seq, len(r.Data), s.maxRec)
+		}
+		prev = r.Seq
+		size += RecordHeaderSize + len(r.Data)
+	}
+	if int64(size) > s.segBytes-segHeaderSize {
+		return 0, fmt.Errorf("%w: a group of %d bytes does not fit in a %d-byte segment; split it", ErrTooLarge, size, s.segBytes)
+	}
+	return size, nil
+}
+
+// write puts buf at the end of the active segment, or creates one whose
+// first record is first, and returns the segment written to.
+func (s *Spool) write(first uint64, buf []byte) (*segment, error) {
+	seg := s.active
+	if seg == nil {
+		return s.create(first, buf)
+	}
+	if _, err := s.af.WriteAt(buf, seg.end); err != nil {
+		s.st.WriteErrors++
+		// Cut off whatever part of the group landed, so no half record
+		// sits where the next group goes. If even that fails, the bytes
+		// beyond the synced size are rebuilt from memory before the next
+		// write (and a reader would reject a half record by its CRC).
+		if terr := s.af.Truncate(seg.end); terr != nil {
+			s.needRepair = true
+		}
+		return nil, s.unavailable("write", seg.path, err)
+	}
+	s.unsynced = append(s.unsynced, buf...)
+	return seg, nil
 }
 
 // create starts a new active segment whose first write is buf (header and
@@ -341,34 +357,6 @@ func coveredBy(acks *rangeSet, seg *segment) bool {
 	return true
 }
 
-func (s *Spool) persistCursor() error {
-	if err := s.writeCursor(&s.cur); err != nil {
-		return err
-	}
-	s.cursorDirty = false
-	return nil
-}
-
-// writeCursor persists c (which may be a candidate state not yet
-// adopted) and remembers it as what the file holds.
-func (s *Spool) writeCursor(c *cursorState) error {
-	c.lastSeq, c.syncedSeq = s.lastSeq, s.durable
-	s.gen++
-	c.gen = s.gen
-	// Counted from the attempt, so a failing disk is retried at the
-	// cursor interval instead of on every call.
-	s.lastCur = s.now()
-	if err := s.writeSmall(cursorName, encodeCursor(nil, s.inc, c)); err != nil {
-		return fmt.Errorf("%w: cursor: %w", ErrUnavailable, err)
-	}
-	s.persisted = c.clone()
-	if len(s.persisted.acks.r) > maxCursorRanges {
-		s.persisted.acks.r = s.persisted.acks.r[:maxCursorRanges]
-	}
-	s.st.CursorWrites++
-	return nil
-}
-
 // Sync makes every appended record durable with one fdatasync of the
 // active segment (plus a directory fsync after a segment was created or
 // deleted), deletes fully acknowledged segments, and persists the cursor
@@ -479,283 +467,6 @@ func (s *Spool) repair() error {
 	}
 	s.af, s.needRepair = f, false
 	return nil
-}
-
-// Ack acknowledges records by seq (in any order; seqs above LastSeq are
-// ignored). It only updates memory; Sync persists it lazily.
-func (s *Spool) Ack(seqs ...uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	changed := false
-	for _, x := range seqs {
-		if x > 0 && x <= s.lastSeq && s.cur.acks.add(x, x) {
-			changed = true
-		}
-	}
-	// A dropped record is acknowledged already; its report still goes.
-	if s.trimDelivered(seqs) {
-		changed = true
-	}
-	if changed {
-		s.cursorDirty = true
-		s.normalize()
-		s.writeLive()
-	}
-}
-
-// writeLive overwrites cursor.live in place, without fsync: after a
-// process crash the acknowledgements are all there, so few records are
-// sent twice. A failure only costs duplicates after a crash.
-func (s *Spool) writeLive() {
-	if s.readOnly || s.closed || s.goneErr != nil {
-		return
-	}
-	if s.liveF == nil {
-		f, err := s.fs.OpenFile(filepath.Join(s.dir, liveCursorName), os.O_RDWR|os.O_CREATE, 0o640)
-		if err != nil {
-			return
-		}
-		s.liveF = f
-	}
-	s.gen++
-	s.cur.gen = s.gen
-	c := s.cur
-	c.lastSeq, c.syncedSeq = s.lastSeq, s.durable
-	s.liveBuf = encodeLive(s.liveBuf, s.inc, &c)
-	_, _ = s.liveF.WriteAt(s.liveBuf, 0)
-	if cap(s.liveBuf) > keepBufferCap {
-		s.liveBuf = nil
-	}
-}
-
-// AckRange acknowledges every record with first <= seq <= last.
-func (s *Spool) AckRange(first, last uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	last = min(last, s.lastSeq)
-	if first == 0 {
-		first = 1
-	}
-	if s.cur.acks.add(first, last) {
-		s.cursorDirty = true
-		s.normalize()
-		s.writeLive()
-	}
-}
-
-// normalize raises the watermark to just below the oldest unacknowledged
-// record: seqs below it are acknowledged or were never appended (the
-// agent's counter skips ahead after a restart), and no seq at or below
-// LastSeq can be appended any more.
-//
-// Likewise two acknowledged ranges with no record between them are
-// merged, so the set stays as small as the pattern of pending records
-// allows (per-topic batches acknowledge every n-th seq) and the 64
-// ranges the cursor keeps go further.
-func (s *Spool) normalize() {
-	w := s.lastSeq
-	if x, ok := s.oldestPending(); ok {
-		w = x - 1
-	}
-	for _, u := range s.unreadable {
-		w = min(w, u.lo-1)
-	}
-	changed := s.cur.acks.advance(w)
-	if r := s.cur.acks.r; len(r) > 1 {
-		out := r[:1]
-		for _, x := range r[1:] {
-			if last := &out[len(out)-1]; !s.hasRecord(last.hi+1, x.lo-1) {
-				last.hi, changed = x.hi, true
-			} else {
-				out = append(out, x)
-			}
-		}
-		clear(r[len(out):])
-		s.cur.acks.r = out
-	}
-	if changed {
-		s.cursorDirty = true
-	}
-}
-
-// hasRecord reports whether any record has lo <= seq <= hi, counting
-// the unreadable ranges as records.
-func (s *Spool) hasRecord(lo, hi uint64) bool {
-	for _, u := range s.unreadable {
-		if u.lo <= hi && lo <= u.hi {
-			return true
-		}
-	}
-	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= lo })
-	for ; i < len(s.segs) && s.segs[i].first <= hi; i++ {
-		runs := s.segs[i].runs
-		j := sort.Search(len(runs), func(j int) bool { return runs[j].hi >= lo })
-		if j < len(runs) && runs[j].lo <= hi {
-			return true
-		}
-	}
-	return false
-}
-
-// oldestPending returns the lowest unacknowledged record seq.
-func (s *Spool) oldestPending() (uint64, bool) {
-	for _, seg := range s.segs {
-		if seg.last <= s.cur.acks.w {
-			continue
-		}
-		for _, r := range seg.runs {
-			if r.hi <= s.cur.acks.w {
-				continue
-			}
-			if x := s.cur.acks.nextUncovered(r.lo); x <= r.hi {
-				return x, true
-			}
-		}
-	}
-	return 0, false
-}
-
-// AddDropped records loss reports the caller carries over from elsewhere
-// (a spool that was deleted, records that were only in memory), so they
-// are persisted and handed out by TakeDropped like the spool's own. Give
-// Incarnation when the seqs are not this spool's.
-func (s *Spool) AddDropped(ranges ...DroppedRange) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
-		return err
-	}
-	for _, d := range ranges {
-		if d.Incarnation == s.incHex {
-			d.Incarnation = ""
-		}
-		s.taken = s.cur.addDropped(d, s.taken)
-	}
-	if len(ranges) == 0 {
-		return nil
-	}
-	s.cursorDirty = true
-	return s.persistCursor()
-}
-
-// Dropped returns every pending loss report, those TakeDropped returned
-// included, with Incarnation set, changing nothing: for a caller that
-// attaches them to each message until one is delivered (AckDropped).
-func (s *Spool) Dropped() []DroppedRange {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]DroppedRange, 0, len(s.cur.dropped))
-	for _, d := range s.cur.dropped {
-		out = append(out, s.resolve(d))
-	}
-	return out
-}
-
-// TakeDropped returns the drop reports not returned before by this Spool
-// value. They stay in the cursor until AckDropped, so after a restart
-// unacknowledged reports are returned again.
-func (s *Spool) TakeDropped() []DroppedRange {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []DroppedRange
-	for _, d := range s.cur.dropped[s.taken:] {
-		out = append(out, s.resolve(d))
-	}
-	s.taken = len(s.cur.dropped)
-	return out
-}
-
-// AckDropped forgets reports returned by TakeDropped once they have been
-// published: the seqs of ranges are taken out of the pending reports (a
-// caller may have published only part of a report). The change is
-// persisted like acknowledgements.
-func (s *Spool) AckDropped(ranges ...DroppedRange) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(ranges) == 0 || len(s.cur.dropped) == 0 {
-		return
-	}
-	if s.cutDropped(func(d DroppedRange) []DroppedRange {
-		out := []DroppedRange{d}
-		for _, r := range ranges {
-			out = SubtractSpan(out, r.First, r.Last)
-		}
-		return out
-	}) {
-		s.writeLive()
-	}
-}
-
-// trimDelivered takes acknowledged seqs out of the pending loss reports:
-// a record that was delivered after all (it was in a message in flight
-// when its segment was dropped, say) must never be reported lost.
-func (s *Spool) trimDelivered(seqs []uint64) bool {
-	if len(s.cur.dropped) == 0 {
-		return false
-	}
-	return s.cutDropped(func(d DroppedRange) []DroppedRange { return WithoutSeqs(d, seqs) })
-}
-
-// WithoutSeqs returns the pieces of d left once seqs are taken out of it.
-func WithoutSeqs(d DroppedRange, seqs []uint64) []DroppedRange {
-	out := []DroppedRange{d}
-	for _, x := range seqs {
-		if x >= d.First && x <= d.Last {
-			out = SubtractSpan(out, x, x)
-		}
-	}
-	return out
-}
-
-// cutDropped replaces each pending report by cut's pieces, in place, so
-// the handed-out prefix stays the handed-out prefix.
-func (s *Spool) cutDropped(cut func(DroppedRange) []DroppedRange) bool {
-	var out []DroppedRange
-	taken, changed := 0, false
-	for i, d := range s.cur.dropped {
-		pieces := cut(d)
-		if len(pieces) != 1 || pieces[0] != d {
-			changed = true
-		}
-		out = append(out, pieces...)
-		if i < s.taken {
-			taken += len(pieces)
-		}
-	}
-	if !changed {
-		return false
-	}
-	for len(out) > maxDropped { // a split can add one report
-		taken = mergeOldest(&out, taken)
-	}
-	s.cur.dropped, s.taken, s.cursorDirty = out, taken, true
-	return true
-}
-
-// SubtractSpan removes the seqs lo..hi from ranges, splitting a range
-// they cut in two. A piece's Count is the smaller of the range's Count
-// and the piece's span.
-func SubtractSpan(ranges []DroppedRange, lo, hi uint64) []DroppedRange {
-	var out []DroppedRange
-	for _, d := range ranges {
-		if hi < d.First || lo > d.Last {
-			out = append(out, d)
-			continue
-		}
-		if d.First < lo {
-			p := d
-			p.Last = lo - 1
-			p.Count = min(d.Count, p.Last-p.First+1)
-			out = append(out, p)
-		}
-		if d.Last > hi {
-			p := d
-			p.First = hi + 1
-			p.Count = min(d.Count, p.Last-p.First+1)
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Close syncs, persists the cursor and closes the files. The spool
