@@ -252,6 +252,8 @@ func (s *sender) pop(fromBacklog bool) {
 	}
 }
 
+// send publishes b and settles it: acknowledged, split, dead-lettered or
+// kept for a retry.
 func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 	a := s.a
 	now := time.Now()
@@ -268,39 +270,58 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		s.nextBack = now.Add(time.Duration(float64(time.Second) / a.cfg.Publish.MaxRate))
 	}
 	if err == nil {
-		a.st.store.Ack(b.Incarnation, b.Seqs)
-		a.st.store.AckDropped(reported)
-		a.batches.Add(1)
-		a.published.Add(int64(b.Count()))
-		a.setLastPublish(now, "")
-		if s.outage {
-			a.log.Info("publishing again", "after_attempts", s.attempt,
-				"outage", now.Sub(s.outageSince).Round(time.Millisecond).String())
-		}
-		s.outage, s.attempt = false, 0
-		s.pop(fromBacklog)
+		s.delivered(b, reported, fromBacklog, now)
 		return
 	}
 	a.pubErrs.Add(1)
 	a.setLastPublish(time.Time{}, err.Error())
 	if publisher.KindOf(err) == publisher.Permanent {
-		seqs, count := b.Seqs, b.Count()
-		if pe, ok := err.(*publisher.Error); ok && pe.Status == 413 && count > 1 {
-			x, y := b.Split()
-			s.pop(fromBacklog)
-			if fromBacklog {
-				s.backlog = append([]batch.Batch{x, y}, s.backlog...)
-			} else {
-				s.ready = append([]batch.Batch{x, y}, s.ready...)
-			}
-			a.log.Warn("message too large for the endpoint: split in two", "topic", b.Topic, "readings", count)
-			return
-		}
-		a.deadLetter(b.Topic, seqs, s.buf, err)
-		a.st.store.Ack(b.Incarnation, seqs)
-		s.pop(fromBacklog)
+		s.refused(b, fromBacklog, err)
 		return
 	}
+	s.failed(err, now)
+}
+
+// delivered acknowledges what b carried.
+func (s *sender) delivered(b *batch.Batch, reported []spool.DroppedRange, fromBacklog bool, now time.Time) {
+	a := s.a
+	a.st.store.Ack(b.Incarnation, b.Seqs)
+	a.st.store.AckDropped(reported)
+	a.batches.Add(1)
+	a.published.Add(int64(b.Count()))
+	a.setLastPublish(now, "")
+	if s.outage {
+		a.log.Info("publishing again", "after_attempts", s.attempt,
+			"outage", now.Sub(s.outageSince).Round(time.Millisecond).String())
+	}
+	s.outage, s.attempt = false, 0
+	s.pop(fromBacklog)
+}
+
+// refused handles a permanent refusal: a message too large is split in
+// two; anything else is dead-lettered.
+func (s *sender) refused(b *batch.Batch, fromBacklog bool, err error) {
+	a := s.a
+	seqs, count := b.Seqs, b.Count()
+	if pe, ok := err.(*publisher.Error); ok && pe.Status == 413 && count > 1 {
+		x, y := b.Split()
+		s.pop(fromBacklog)
+		if fromBacklog {
+			s.backlog = append([]batch.Batch{x, y}, s.backlog...)
+		} else {
+			s.ready = append([]batch.Batch{x, y}, s.ready...)
+		}
+		a.log.Warn("message too large for the endpoint: split in two", "topic", b.Topic, "readings", count)
+		return
+	}
+	a.deadLetter(b.Topic, seqs, s.buf, err)
+	a.st.store.Ack(b.Incarnation, seqs)
+	s.pop(fromBacklog)
+}
+
+// failed schedules the retry of a failed publish; its data is kept.
+func (s *sender) failed(err error, now time.Time) {
+	a := s.a
 	s.attempt++
 	var wait time.Duration
 	if publisher.KindOf(err) == publisher.Auth {
@@ -319,18 +340,7 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		if pe, ok := err.(*publisher.Error); ok && pe.RetryAfter > wait {
 			wait = pe.RetryAfter
 		}
-		// Retries are frequent: the first few are logged, then one line
-		// a minute, so a day offline does not fill the journal.
-		switch {
-		case s.attempt <= 3:
-			a.log.Warn("publish failed; will retry", "err", err, "attempt", s.attempt,
-				"retry_in", wait.Round(time.Millisecond).String())
-			s.failLogged = now
-		case now.Sub(s.failLogged) >= time.Minute:
-			a.log.Warn("publish still failing; retrying every few seconds", "err", err, "attempt", s.attempt,
-				"since", s.outageSince.UTC().Format(time.RFC3339))
-			s.failLogged = now
-		}
+		s.logRetry(err, wait, now)
 	}
 	if s.attempt == 1 {
 		s.outageSince = now
@@ -338,6 +348,21 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 	s.retryAt = now.Add(wait)
 	s.outage = true
 	s.toBacklog()
+}
+
+// logRetry logs the first few retries, then one line a minute, so a day
+// offline does not fill the journal.
+func (s *sender) logRetry(err error, wait time.Duration, now time.Time) {
+	switch {
+	case s.attempt <= 3:
+		s.a.log.Warn("publish failed; will retry", "err", err, "attempt", s.attempt,
+			"retry_in", wait.Round(time.Millisecond).String())
+		s.failLogged = now
+	case now.Sub(s.failLogged) >= time.Minute:
+		s.a.log.Warn("publish still failing; retrying every few seconds", "err", err, "attempt", s.attempt,
+			"since", s.outageSince.UTC().Format(time.RFC3339))
+		s.failLogged = now
+	}
 }
 
 // idle reports that nothing is waiting anywhere.
