@@ -261,8 +261,12 @@ func TestFaultSpoolFillsItsDisk(t *testing.T) {
 	p := r.start()
 	p.waitOutput(r.ctx, p.stderr, line(`the size limit is more than the filesystem can hold`))
 	p.waitOutput(r.ctx, p.stderr, line(`spool: full: deleted the oldest segment`))
-	filler := fill(t, fs) // and the rest of the disk goes too
+	// And the rest of the disk goes too, to another writer that keeps
+	// taking what the spool frees (else the spool only shrinks again).
+	filler := fill(t, fs)
+	stopFilling := keepFull(t, filler)
 	p.waitOutput(r.ctx, p.stderr, line(`spool cannot be written`))
+	stopFilling()
 	t.Logf("disk full: %s", sizeOf(t, fs))
 	if err := r.srv.SetDown(false); err != nil {
 		t.Fatal(err)

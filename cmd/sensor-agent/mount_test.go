@@ -12,8 +12,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // needRoot skips (or, in CI, fails) a test that mounts filesystems.
@@ -162,6 +164,40 @@ func fill(t *testing.T, dir string) string {
 	}
 	f.Sync()
 	return path
+}
+
+// keepFull is another writer on a full filesystem: it appends to path
+// whatever space comes free, every few milliseconds, until stop is called.
+func keepFull(t *testing.T, path string) (stop func()) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer f.Close()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		buf := make([]byte, 4096)
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				for {
+					if _, err := f.Write(buf); err != nil {
+						break
+					}
+				}
+			}
+		}
+	})
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // freeBytes is what statfs says may still be written in dir.
