@@ -29,10 +29,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "config %s: ok (device %s, %d sensors)\n", cfg.File, cfg.DeviceID, len(cfg.Sensors))
 	failed := 0
 	e := cfg.Endpoint
-	c, err := publisher.New(publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN,
-		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS,
-		Proxy: e.Proxy, FallbackPort: e.FallbackPort},
-		slog.New(slog.DiscardHandler))
+	c, err := publisher.New(cfg.PublisherConfig(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		failed++
 		fmt.Fprintf(stdout, "endpoint: FAIL %v\n", err)

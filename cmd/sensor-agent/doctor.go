@@ -255,8 +255,7 @@ func (d *doctor) config() bool {
 	}
 	d.cfg = cfg
 	e := cfg.Endpoint
-	d.pc = publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN, CertFile: e.CertFile, KeyFile: e.KeyFile,
-		CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS, Proxy: e.Proxy, FallbackPort: e.FallbackPort}
+	d.pc = cfg.PublisherConfig()
 	detail := fmt.Sprintf("%s: device %s, endpoint %s:%d (alpn %s)", cfg.File, cfg.DeviceID, e.Host, e.Port, e.ALPN)
 	if e.FallbackPort != 0 {
 		detail += fmt.Sprintf(", fallback port %d", e.FallbackPort)

@@ -52,9 +52,7 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		e := cfg.Endpoint
-		pc = publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN, CertFile: e.CertFile, KeyFile: e.KeyFile,
-			CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS, Proxy: e.Proxy, FallbackPort: e.FallbackPort}
+		pc = cfg.PublisherConfig()
 	}
 	if *proxy != "" {
 		pc.Proxy = *proxy
