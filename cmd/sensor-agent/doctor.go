@@ -611,7 +611,7 @@ func proxyFailure(name string, info publisher.ProxyInfo, pe *publisher.ProxyErro
 	switch {
 	case errors.Is(pe.Err, syscall.ECONNREFUSED):
 		hint = "nothing listens there: check the proxy's address and port in " + info.Source + " and that the proxy runs (ask IT which proxy to use)"
-	case isTimeoutErr(pe.Err):
+	case publisher.IsTimeout(pe.Err):
 		hint = "no answer: a firewall drops the connection, or the address is wrong: check it in " + info.Source + " (ask IT which proxy to use)"
 	default:
 		hint = "check the proxy's address and port in " + info.Source + " and the device's network (ask IT which proxy to use)"
@@ -620,17 +620,7 @@ func proxyFailure(name string, info publisher.ProxyInfo, pe *publisher.ProxyErro
 }
 
 func tunnelFailure(pe *publisher.ProxyError) (detail, hint string) {
-	answer := strconv.Itoa(pe.Status)
-	if pe.StatusText != "" {
-		answer += " " + pe.StatusText
-	}
-	if pe.Detail != "" {
-		answer += ", " + pe.Detail
-	}
-	onlyOther := ""
-	if schemes, ok := strings.CutPrefix(pe.Detail, "offers "); ok && !strings.Contains(strings.ToLower(schemes), "basic") {
-		onlyOther = schemes
-	}
+	answer := pe.Answer()
 	switch pe.Reason {
 	case publisher.ProxyAuthRequired:
 		detail = fmt.Sprintf("the proxy requires authentication for CONNECT %s (%s) and no credentials were sent", pe.Target, answer)
@@ -654,8 +644,8 @@ func tunnelFailure(pe *publisher.ProxyError) (detail, hint string) {
 		detail = fmt.Sprintf("the proxy gave no answer to CONNECT %s: %v", pe.Target, pe.Err)
 		hint = fmt.Sprintf("the proxy drops CONNECT to this port silently, or is overloaded: ask IT to allow CONNECT to %s", pe.Target)
 	}
-	if onlyOther != "" && (pe.Reason == publisher.ProxyAuthRequired || pe.Reason == publisher.ProxyAuthRejected) {
-		hint = fmt.Sprintf("the proxy offers only %s; the agent speaks Basic authentication: ask IT for Basic authentication for the device's account, or for an exemption for %s", onlyOther, pe.Target)
+	if pe.UnsupportedAuth() != "" && (pe.Reason == publisher.ProxyAuthRequired || pe.Reason == publisher.ProxyAuthRejected) {
+		hint = pe.NoBasicHint()
 	}
 	return detail, hint
 }
@@ -685,7 +675,7 @@ func (d *doctor) tcp(ctx context.Context) net.Conn {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		detail = fmt.Sprintf("%s refused the connection: %v", p.Endpoint(), err)
 		hint = "nothing listens there, or a firewall rejects it: check endpoint.host and endpoint.port; " + allow
-	case isTimeoutErr(err):
+	case publisher.IsTimeout(err):
 		detail = fmt.Sprintf("no answer from %s within %s: %v", p.Endpoint(), p.Timeout(), err)
 		hint = "a firewall drops outbound port " + port + ": " + allow
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
@@ -702,10 +692,6 @@ func (d *doctor) tcp(ctx context.Context) net.Conn {
 	return nil
 }
 
-func isTimeoutErr(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
 
 // ---- TLS and the test publish ----
 
@@ -871,7 +857,7 @@ func (d *doctor) tlsFailure(err error, info publisher.TLSInfo, afterHandshake bo
 			return d.alertFailure(alert, err, info, afterHandshake)
 		}
 		switch {
-		case isTimeoutErr(err):
+		case publisher.IsTimeout(err):
 			detail = fmt.Sprintf("no TLS answer from %s%s within %s", ep, via, p.Timeout())
 			hint = fmt.Sprintf("something in the way holds TLS to %s: ask IT to allow TLS to it", ep)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):

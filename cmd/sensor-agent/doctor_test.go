@@ -590,7 +590,7 @@ func TestArnScope(t *testing.T) {
 
 func TestTunnelFailureOnlyNTLM(t *testing.T) {
 	pe := &publisher.ProxyError{Reason: publisher.ProxyAuthRequired, Target: "abc-ats.iot.eu-west-1.amazonaws.com:443",
-		Status: 407, StatusText: "Proxy Authentication Required", Detail: "offers NTLM, Negotiate"}
+		Status: 407, StatusText: "Proxy Authentication Required", AuthSchemes: []string{"NTLM", "Negotiate"}}
 	detail, hint := tunnelFailure(pe)
 	for _, w := range []string{"requires authentication", "offers NTLM, Negotiate"} {
 		if !strings.Contains(detail, w) {

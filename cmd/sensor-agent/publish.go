@@ -68,6 +68,11 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if msg, err = io.ReadAll(io.LimitReader(os.Stdin, publisher.MaxPayload+1)); err != nil {
 			return fmt.Errorf("read stdin: %w", err)
 		}
+		if len(msg) > publisher.MaxPayload {
+			// Count the rest, so that the error states the real size.
+			rest, _ := io.Copy(io.Discard, os.Stdin)
+			return fmt.Errorf("message on stdin is %d bytes, limit is %d: split it", int64(len(msg))+rest, publisher.MaxPayload)
+		}
 		msg = []byte(strings.TrimRight(string(msg), "\n"))
 	}
 	c, err := publisher.New(pc, newLogger(stderr, "warn"))

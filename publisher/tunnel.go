@@ -1,0 +1,177 @@
+package publisher
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The CONNECT tunnel is written by hand rather than left to
+// http.Transport.Proxy. The standard one, even with
+// OnProxyConnectResponse and httptrace, cannot report what the doctor and
+// the errors need:
+//   - a non-2xx answer to CONNECT becomes an error holding only the status
+//     text: the Proxy-Authenticate schemes, X-Squid-Error and the proxy's
+//     error page are dropped (OnProxyConnectResponse sees the response but
+//     not its body, and cannot pass facts out with the error);
+//   - httptrace has no event between "the proxy is reached" (TCP and TLS
+//     with an https:// proxy) and "CONNECT answered", so a slow proxy and a
+//     proxy slow to reach the endpoint cannot be told apart, and neither
+//     the per-stage timings nor the stage a timeout hit are known;
+//   - the TLS session to AWS would use the transport's TLSClientConfig for
+//     every port, while each port here has its own ALPN offer.
+
+// tunnel connects to the route's proxy and opens a CONNECT tunnel to addr.
+func (d *endpointDialer) tunnel(ctx context.Context, rt route, addr string, progress *dialProgress) (net.Conn, error) {
+	px := rt.proxy
+	perr := func(reason ProxyReason, err error) *dialError {
+		return proxyDialError(rt, addr, &ProxyError{Reason: reason, Err: err})
+	}
+	progress.set(stageProxyConnect, addr, px.Redacted())
+	conn, reason, err := d.dialProxy(ctx, px)
+	if err != nil {
+		return nil, perr(reason, err)
+	}
+	// Bound the proxy's TLS and its CONNECT answer by ctx.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	progress.set(stageConnect, addr, px.Redacted())
+	if _, err := io.WriteString(conn, connectRequest(px, addr)); err != nil {
+		_ = conn.Close()
+		return nil, perr(ProxyUnreachable, ctxErr(ctx, err))
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		_ = conn.Close()
+		err = ctxErr(ctx, err)
+		if isConnDropped(err) || IsTimeout(err) {
+			return nil, perr(ProxyUnreachable, fmt.Errorf("no answer to CONNECT: %w", err))
+		}
+		return nil, perr(ProxyProtocol, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		pe := refusal(resp, px.User != nil)
+		_ = conn.Close()
+		return nil, proxyDialError(rt, addr, pe)
+	}
+	if !stop() {
+		_ = conn.Close()
+		return nil, perr(ProxyUnreachable, ctx.Err())
+	}
+	_ = conn.SetDeadline(time.Time{})
+	d.log.Debug("proxy tunnel open", "proxy", px.Redacted(), "target", addr, "status", resp.Status)
+	if br.Buffered() > 0 {
+		return &bufferedConn{Conn: conn, r: br}, nil
+	}
+	return conn, nil
+}
+
+// proxyDialError completes pe with the route's facts and places it at the
+// stage its reason belongs to.
+func proxyDialError(rt route, addr string, pe *ProxyError) *dialError {
+	name := rt.proxy.Redacted()
+	pe.Proxy, pe.Source, pe.Target, pe.User = name, rt.source, addr, rt.proxy.User.Username()
+	st := stageConnect
+	if pe.Reason == ProxyUnreachable || pe.Reason == ProxyTLSFailed {
+		st = stageProxyConnect
+	}
+	return &dialError{stage: st, addr: addr, proxy: name, err: pe}
+}
+
+// dialProxy opens the connection to the proxy: TCP, and TLS with an
+// https:// proxy.
+// A failure says which link broke: ProxyUnreachable or ProxyTLSFailed.
+func (d *endpointDialer) dialProxy(ctx context.Context, px *url.URL) (net.Conn, ProxyReason, error) {
+	nd := net.Dialer{KeepAlive: 30 * time.Second}
+	conn, err := nd.DialContext(ctx, "tcp", px.Host)
+	if err != nil {
+		return nil, ProxyUnreachable, err
+	}
+	if px.Scheme != "https" {
+		return conn, 0, nil
+	}
+	tc := tls.Client(conn, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ServerName: px.Hostname(),
+		RootCAs:    d.tls.RootCAs,
+		NextProtos: []string{"http/1.1"},
+	})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, ProxyTLSFailed, ctxErr(ctx, err)
+	}
+	return tc, 0, nil
+}
+
+// connectRequest is the CONNECT request for addr, with Basic credentials
+// when the proxy URL has a user.
+func connectRequest(px *url.URL, addr string) string {
+	var req strings.Builder
+	fmt.Fprintf(&req, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: sensor-agent\r\n", addr, addr)
+	if px.User != nil {
+		pass, _ := px.User.Password()
+		cred := base64.StdEncoding.EncodeToString([]byte(px.User.Username() + ":" + pass))
+		req.WriteString("Proxy-Authorization: Basic " + cred + "\r\n")
+	}
+	req.WriteString("\r\n")
+	return req.String()
+}
+
+// maxProxyPage is how much of a proxy's error page is read for its title.
+const maxProxyPage = 16 << 10
+
+// refusal reads what a proxy said with an answer to CONNECT that is not
+// 2xx; withUser says whether credentials were sent.
+func refusal(resp *http.Response, withUser bool) *ProxyError {
+	pe := &ProxyError{
+		Status:     resp.StatusCode,
+		StatusText: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
+	}
+	switch {
+	case resp.StatusCode == http.StatusProxyAuthRequired:
+		pe.Reason = ProxyAuthRejected
+		if !withUser {
+			pe.Reason = ProxyAuthRequired
+		}
+		for _, v := range resp.Header.Values("Proxy-Authenticate") {
+			if s, _, _ := strings.Cut(strings.TrimSpace(v), " "); s != "" {
+				pe.AuthSchemes = append(pe.AuthSchemes, s)
+			}
+		}
+	case resp.StatusCode == http.StatusForbidden:
+		pe.Reason = ProxyForbidden
+	case resp.StatusCode >= 500:
+		pe.Reason = ProxyUpstreamFailed
+	default:
+		pe.Reason = ProxyRefused
+	}
+	if pe.Reason != ProxyAuthRequired && pe.Reason != ProxyAuthRejected {
+		pe.SquidError = resp.Header.Get("X-Squid-Error")
+	}
+	if resp.Body != nil {
+		page, _ := io.ReadAll(io.LimitReader(resp.Body, maxProxyPage))
+		if isHTML(resp.Header, string(page)) {
+			pe.PageTitle = htmlTitle(string(page))
+		}
+	}
+	return pe
+}
+
+// bufferedConn is a tunnel whose first bytes were read along with the
+// proxy's answer.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
