@@ -176,7 +176,6 @@ func (d *endpointDialer) tlsConfigFor(host string, rt route) *tls.Config {
 	return cfg
 }
 
-
 // ctxErr prefers ctx's error to the I/O error it caused through a deadline.
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil && IsTimeout(err) {
@@ -191,4 +190,3 @@ func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
-

@@ -206,4 +206,3 @@ func isCertError(err error) bool {
 	)
 	return errors.As(err, &verr) || errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &inv)
 }
-

@@ -157,4 +157,3 @@ func (c *Client) topicURL(endpoint, topic string) *url.URL {
 	}
 	return u
 }
-

@@ -692,7 +692,6 @@ func (d *doctor) tcp(ctx context.Context) net.Conn {
 	return nil
 }
 
-
 // ---- TLS and the test publish ----
 
 // tlsAndPublish handshakes and publishes. The TLS line waits for the
