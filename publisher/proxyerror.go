@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // ProxyReason says which link of the proxy path broke.
@@ -79,7 +80,10 @@ type ProxyError struct {
 	// PageTitle is the title of the proxy's own HTML error page, "" when
 	// it sent none.
 	PageTitle string
-	Err       error
+	// Reached: the proxy was reached and sent CONNECT; a failure is then
+	// about the tunnel, not about reaching the proxy.
+	Reached bool
+	Err     error
 }
 
 func (e *ProxyError) Unwrap() error { return e.Err }
@@ -135,10 +139,51 @@ func (e *ProxyError) UnsupportedAuth() string {
 	return strings.Join(e.AuthSchemes, ", ")
 }
 
-// NoBasicHint is the advice when a proxy offers only schemes the agent
-// does not speak.
-func (e *ProxyError) NoBasicHint() string {
-	return fmt.Sprintf("the proxy offers only %s and does not offer Basic authentication, the only scheme the agent speaks: ask IT for Basic authentication for the device's account, or for an exemption for %s", e.UnsupportedAuth(), e.Target)
+// Hint says what to do about e: the one wording for the publish error and
+// the doctor alike.
+func (e *ProxyError) Hint() string {
+	where := e.Source
+	if where == "" {
+		where = "the proxy URL"
+	}
+	switch e.Reason {
+	case ProxyUnreachable:
+		return e.unreachableHint(where)
+	case ProxyTLSFailed:
+		if isCertError(e.Err) {
+			return "the proxy's certificate is not trusted: add the proxy's CA to endpoint.ca_file, or use the proxy's http:// port"
+		}
+		return "is it an http:// proxy? write http:// in the proxy URL"
+	case ProxyAuthRequired, ProxyAuthRejected:
+		if schemes := e.UnsupportedAuth(); schemes != "" {
+			return fmt.Sprintf("the proxy offers only %s and does not offer Basic authentication, the only scheme the agent speaks: ask IT for Basic authentication for the device's account, or for an exemption for %s", schemes, e.Target)
+		}
+		if e.Reason == ProxyAuthRequired {
+			return "put the device's proxy account in " + where + ": http://USER:PASSWORD@host:port (ask IT for one)"
+		}
+		return "check the user name and password in " + where + " (percent-encode @ : / % in them, e.g. @ as %40); if they are correct, ask IT whether the account may use the proxy"
+	case ProxyForbidden:
+		return fmt.Sprintf("ask IT to allow CONNECT to %s through the proxy for this device", e.Target)
+	case ProxyUpstreamFailed:
+		return fmt.Sprintf("the endpoint is down, or the proxy's own network does not let it through: check endpoint.host, and ask IT to let the proxy reach %s", e.Target)
+	case ProxyRefused:
+		return fmt.Sprintf("ask IT to allow CONNECT to %s through the proxy", e.Target)
+	case ProxyProtocol:
+		return "check the proxy URL's scheme (http:// or https://) and port"
+	}
+	return ""
+}
+
+func (e *ProxyError) unreachableHint(where string) string {
+	switch {
+	case e.Reached:
+		return fmt.Sprintf("the proxy drops CONNECT to this port silently, or is overloaded: ask IT to allow CONNECT to %s", e.Target)
+	case errors.Is(e.Err, syscall.ECONNREFUSED):
+		return "nothing listens there: check the proxy's address and port in " + where + " and that the proxy is running (ask IT which proxy to use)"
+	case IsTimeout(e.Err):
+		return "no answer: a firewall drops the connection, or the address is wrong: check it in " + where + " and that the proxy is running (ask IT which proxy to use)"
+	}
+	return "check the proxy's address and port in " + where + ", that the proxy is running, and the device's network (ask IT which proxy to use)"
 }
 
 func (e *ProxyError) Error() string {
@@ -152,41 +197,27 @@ func (e *ProxyError) Error() string {
 	case ProxyUnreachable:
 		b.WriteString(" is unreachable")
 		writeCause(&b, e.Err)
-		b.WriteString("; check the proxy address and that the proxy is running")
 	case ProxyTLSFailed:
 		b.WriteString(": TLS with the proxy failed")
 		writeCause(&b, e.Err)
-		if isCertError(e.Err) {
-			b.WriteString("; add the proxy's CA to ca_file, or use an http:// proxy URL")
-		} else {
-			b.WriteString("; is it an http:// proxy?")
-		}
 	case ProxyAuthRequired:
 		fmt.Fprintf(&b, " requires authentication (%s) and no credentials were given", answer)
-		if e.UnsupportedAuth() != "" {
-			b.WriteString("; " + e.NoBasicHint())
-		} else {
-			b.WriteString("; put them in the proxy URL: http://USER:PASSWORD@host:port")
-		}
 	case ProxyAuthRejected:
 		fmt.Fprintf(&b, " rejected the credentials of user %q (%s)", e.User, answer)
-		if e.UnsupportedAuth() != "" {
-			b.WriteString("; " + e.NoBasicHint())
-		} else {
-			b.WriteString("; check the user name and password")
-		}
 	case ProxyForbidden:
-		fmt.Fprintf(&b, " forbids CONNECT to %s (%s); ask IT to allow CONNECT to %s", e.Target, answer, e.Target)
+		fmt.Fprintf(&b, " forbids CONNECT to %s (%s)", e.Target, answer)
 	case ProxyUpstreamFailed:
-		fmt.Fprintf(&b, " cannot reach %s (%s): the endpoint is down or the proxy's own network does not let it through", e.Target, answer)
+		fmt.Fprintf(&b, " cannot reach %s (%s)", e.Target, answer)
 	case ProxyRefused:
 		fmt.Fprintf(&b, " refused CONNECT to %s (%s)", e.Target, answer)
 	case ProxyProtocol:
 		b.WriteString(" did not answer CONNECT like an HTTP proxy")
 		writeCause(&b, e.Err)
-		b.WriteString("; check the proxy URL's scheme (http:// or https://) and port")
 	default:
 		b.WriteString(": " + e.Reason.String())
+	}
+	if h := e.Hint(); h != "" {
+		b.WriteString("; " + h)
 	}
 	return b.String()
 }

@@ -33,13 +33,14 @@ import (
 // tunnel connects to the route's proxy and opens a CONNECT tunnel to addr.
 func (d *endpointDialer) tunnel(ctx context.Context, rt route, addr string, progress *dialProgress) (net.Conn, error) {
 	px := rt.proxy
-	perr := func(reason ProxyReason, err error) *dialError {
-		return proxyDialError(rt, addr, &ProxyError{Reason: reason, Err: err})
+	// reached: CONNECT was being sent or answered.
+	perr := func(reason ProxyReason, reached bool, err error) *dialError {
+		return proxyDialError(rt, addr, &ProxyError{Reason: reason, Reached: reached, Err: err})
 	}
 	progress.set(stageProxyConnect, addr, px.Redacted())
 	conn, reason, err := d.dialProxy(ctx, px)
 	if err != nil {
-		return nil, perr(reason, err)
+		return nil, perr(reason, false, err)
 	}
 	// Bound the proxy's TLS and its CONNECT answer by ctx.
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
@@ -47,7 +48,7 @@ func (d *endpointDialer) tunnel(ctx context.Context, rt route, addr string, prog
 	progress.set(stageConnect, addr, px.Redacted())
 	if _, err := io.WriteString(conn, connectRequest(px, addr)); err != nil {
 		_ = conn.Close()
-		return nil, perr(ProxyUnreachable, ctxErr(ctx, err))
+		return nil, perr(ProxyUnreachable, true, ctxErr(ctx, err))
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
@@ -55,9 +56,9 @@ func (d *endpointDialer) tunnel(ctx context.Context, rt route, addr string, prog
 		_ = conn.Close()
 		err = ctxErr(ctx, err)
 		if isConnDropped(err) || IsTimeout(err) {
-			return nil, perr(ProxyUnreachable, fmt.Errorf("no answer to CONNECT: %w", err))
+			return nil, perr(ProxyUnreachable, true, fmt.Errorf("no answer to CONNECT: %w", err))
 		}
-		return nil, perr(ProxyProtocol, err)
+		return nil, perr(ProxyProtocol, true, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		pe := refusal(resp, px.User != nil)
@@ -66,7 +67,7 @@ func (d *endpointDialer) tunnel(ctx context.Context, rt route, addr string, prog
 	}
 	if !stop() {
 		_ = conn.Close()
-		return nil, perr(ProxyUnreachable, ctx.Err())
+		return nil, perr(ProxyUnreachable, true, ctx.Err())
 	}
 	_ = conn.SetDeadline(time.Time{})
 	d.log.Debug("proxy tunnel open", "proxy", px.Redacted(), "target", addr, "status", resp.Status)
@@ -134,6 +135,7 @@ const maxProxyPage = 16 << 10
 // 2xx; withUser says whether credentials were sent.
 func refusal(resp *http.Response, withUser bool) *ProxyError {
 	pe := &ProxyError{
+		Reached:    true,
 		Status:     resp.StatusCode,
 		StatusText: strings.TrimSpace(strings.TrimPrefix(resp.Status, strconv.Itoa(resp.StatusCode))),
 	}

@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -77,7 +76,7 @@ func (d *doctor) proxyAndTunnel(ctx context.Context, info publisher.ProxyInfo) n
 	end := time.Now()
 	var pe *publisher.ProxyError
 	if err != nil && !errors.As(err, &pe) {
-		pe = &publisher.ProxyError{Reason: publisher.ProxyUnreachable, Target: p.Endpoint(), Err: err}
+		pe = &publisher.ProxyError{Reason: publisher.ProxyUnreachable, Source: info.Source, Target: p.Endpoint(), Err: err}
 	}
 	if res.ProxyReached == 0 {
 		detail, hint := proxyFailure(name, info, pe)
@@ -112,57 +111,34 @@ func (d *doctor) proxyAndTunnel(ctx context.Context, info publisher.ProxyInfo) n
 }
 
 func proxyFailure(name string, info publisher.ProxyInfo, pe *publisher.ProxyError) (detail, hint string) {
+	if pe.Reason == publisher.ProxyTLSFailed {
+		return fmt.Sprintf("%s: TLS with the proxy failed: %v", name, pe.Err), pe.Hint()
+	}
 	where := net.JoinHostPort(info.Host, strconv.Itoa(info.Port))
-	switch pe.Reason {
-	case publisher.ProxyTLSFailed:
-		detail = fmt.Sprintf("%s: TLS with the proxy failed: %v", name, pe.Err)
-		var verr *tls.CertificateVerificationError
-		if errors.As(pe.Err, &verr) {
-			return detail, "the proxy's certificate is not trusted: add the proxy's CA to endpoint.ca_file, or use the proxy's http:// port"
-		}
-		return detail, "is it an http:// proxy? write http:// in the proxy URL"
-	}
-	detail = fmt.Sprintf("%s is unreachable at %s: %v", name, where, pe.Err)
-	switch {
-	case errors.Is(pe.Err, syscall.ECONNREFUSED):
-		hint = "nothing listens there: check the proxy's address and port in " + info.Source + " and that the proxy runs (ask IT which proxy to use)"
-	case publisher.IsTimeout(pe.Err):
-		hint = "no answer: a firewall drops the connection, or the address is wrong: check it in " + info.Source + " (ask IT which proxy to use)"
-	default:
-		hint = "check the proxy's address and port in " + info.Source + " and the device's network (ask IT which proxy to use)"
-	}
-	return detail, hint
+	return fmt.Sprintf("%s is unreachable at %s: %v", name, where, pe.Err), pe.Hint()
 }
 
+// tunnelFailure words the proxy's answer to CONNECT; the hint is the
+// publisher's, as in the agent's log.
 func tunnelFailure(pe *publisher.ProxyError) (detail, hint string) {
 	answer := pe.Answer()
 	switch pe.Reason {
 	case publisher.ProxyAuthRequired:
 		detail = fmt.Sprintf("the proxy requires authentication for CONNECT %s (%s) and no credentials were sent", pe.Target, answer)
-		hint = "put the device's proxy account in endpoint.proxy: http://USER:PASSWORD@host:port (ask IT for one)"
 	case publisher.ProxyAuthRejected:
 		detail = fmt.Sprintf("the proxy rejected the credentials of user %q for CONNECT %s (%s)", pe.User, pe.Target, answer)
-		hint = "check the user name and password in endpoint.proxy (percent-encode @ : / % in them, e.g. @ as %40); if they are right, ask IT whether the account may use the proxy"
 	case publisher.ProxyForbidden:
 		detail = fmt.Sprintf("the proxy forbids CONNECT to %s (%s)", pe.Target, answer)
-		hint = fmt.Sprintf("ask IT to allow CONNECT to %s through the proxy for this device", pe.Target)
 	case publisher.ProxyUpstreamFailed:
 		detail = fmt.Sprintf("the proxy cannot reach %s (%s)", pe.Target, answer)
-		hint = fmt.Sprintf("the endpoint is down, or the proxy's own network does not let it through: check endpoint.host, and ask IT to let the proxy reach %s", pe.Target)
 	case publisher.ProxyRefused:
 		detail = fmt.Sprintf("the proxy refused CONNECT to %s (%s)", pe.Target, answer)
-		hint = fmt.Sprintf("ask IT to allow CONNECT to %s through the proxy", pe.Target)
 	case publisher.ProxyProtocol:
 		detail = fmt.Sprintf("the proxy did not answer CONNECT like an HTTP proxy: %v", pe.Err)
-		hint = "check the proxy URL's scheme (http:// or https://) and port"
 	default:
 		detail = fmt.Sprintf("the proxy gave no answer to CONNECT %s: %v", pe.Target, pe.Err)
-		hint = fmt.Sprintf("the proxy drops CONNECT to this port silently, or is overloaded: ask IT to allow CONNECT to %s", pe.Target)
 	}
-	if pe.UnsupportedAuth() != "" && (pe.Reason == publisher.ProxyAuthRequired || pe.Reason == publisher.ProxyAuthRejected) {
-		hint = pe.NoBasicHint()
-	}
-	return detail, hint
+	return detail, pe.Hint()
 }
 
 func (d *doctor) fallbackHint() string {
