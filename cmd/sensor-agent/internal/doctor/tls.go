@@ -211,7 +211,7 @@ func (d *doctor) alertFailure(alert tls.AlertError, err error, info publisher.TL
 		if d.leaf != nil {
 			id = publisher.CertificateID(d.leaf)
 		}
-		hint = fmt.Sprintf("the device certificate must be registered and ACTIVE in this account and region (aws iot describe-certificate --certificate-id %s), and cert_file/key_file must be the pair AWS issued", id)
+		hint = publisher.InactiveCertHint(id) + "; cert_file and key_file must be the pair AWS issued"
 		if d.leaf != nil && !d.certValid {
 			hint = "the device certificate is outside its validity (see certificate and clock); " + hint
 		}
