@@ -12,13 +12,8 @@ import (
 	"golang.org/x/net/http/httpproxy"
 )
 
-// Proxy support. The publisher dials the proxy itself (TCP, or TLS to an
-// https:// proxy), asks it for a tunnel with CONNECT and runs the TLS session
-// to AWS end to end inside the tunnel, with the publisher's own tls.Config:
-// the client certificate and the ALPN offer reach AWS untouched, and every
-// answer of the proxy is reported by what it means (ProxyError).
-//
-// The proxy URL's password is a secret: it is only ever shown through
+// The proxy setting: its URL and the environment's HTTPS_PROXY and
+// NO_PROXY. The proxy URL's password is a secret: it is only ever shown through
 // url.URL.Redacted, in errors as in logs.
 
 // ParseProxyURL parses a proxy setting: http://[user:password@]host[:port]

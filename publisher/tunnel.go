@@ -15,20 +15,29 @@ import (
 	"time"
 )
 
+// Proxy support. The publisher dials the proxy itself (TCP, or TLS to an
+// https:// proxy), asks it for a tunnel with CONNECT and runs the TLS session
+// to AWS end to end inside the tunnel, with the publisher's own tls.Config:
+// the client certificate and the ALPN offer reach AWS untouched, and every
+// answer of the proxy is reported by what it means (ProxyError).
+//
 // The CONNECT tunnel is written by hand rather than left to
-// http.Transport.Proxy. The standard one, even with
-// OnProxyConnectResponse and httptrace, cannot report what the doctor and
-// the errors need:
-//   - a non-2xx answer to CONNECT becomes an error holding only the status
-//     text: the Proxy-Authenticate schemes, X-Squid-Error and the proxy's
-//     error page are dropped (OnProxyConnectResponse sees the response but
-//     not its body, and cannot pass facts out with the error);
-//   - httptrace has no event between "the proxy is reached" (TCP and TLS
-//     with an https:// proxy) and "CONNECT answered", so a slow proxy and a
-//     proxy slow to reach the endpoint cannot be told apart, and neither
-//     the per-stage timings nor the stage a timeout hit are known;
-//   - the TLS session to AWS would use the transport's TLSClientConfig for
-//     every port, while each port here has its own ALPN offer.
+// http.Transport.Proxy (checked against Go 1.26's transport.go).
+// OnProxyConnectResponse does see the proxy's answer and could return an
+// error carrying its auth schemes, X-Squid-Error and page title; what the
+// standard path cannot give is:
+//   - the tunnel alone: the doctor (Prober.Tunnel) opens the tunnel, then
+//     runs and inspects the TLS handshake itself over it (client certificate
+//     requested or not, ALPN, chain) and then one request; the transport
+//     only hands back a finished HTTP exchange;
+//   - the stage a timeout hit: httptrace has no event for "CONNECT sent",
+//     and TLSHandshakeStart fires alike for an https:// proxy and for the
+//     endpoint, so telling "proxy slow to answer CONNECT" from "TLS with AWS
+//     stuck" needs the same bookkeeping as dialProgress;
+//   - a TLS configuration per port: the transport has one TLSClientConfig,
+//     while 443 offers x-amzn-http-ca and the fallback port offers nothing
+//     (and DialTLSContext, set, would be used to dial the proxy instead);
+//   - any 2xx as success: the transport accepts only 200.
 
 // tunnel connects to the route's proxy and opens a CONNECT tunnel to addr.
 func (d *endpointDialer) tunnel(ctx context.Context, rt route, addr string, progress *dialProgress) (net.Conn, error) {
