@@ -12,53 +12,6 @@ import (
 	"time"
 )
 
-// route is how the client reaches one port of the endpoint.
-type route struct {
-	proxy  *url.URL // nil: direct
-	source string   // "endpoint.proxy", "HTTPS_PROXY", ...
-	alpn   []string // the ALPN offer on that port
-}
-
-// resolveRoutes decides, once, how each port of the endpoint is reached.
-func resolveRoutes(cfg Config, primaryALPN bool, getenv func(string) string, logger *slog.Logger) (map[int]route, error) {
-	routes := map[int]route{}
-	ports := []int{cfg.Port}
-	if cfg.FallbackPort != 0 {
-		ports = append(ports, cfg.FallbackPort)
-	}
-	fixed, err := ParseProxyURL(cfg.Proxy)
-	if err != nil {
-		return nil, fmt.Errorf("publisher: %w", err)
-	}
-	for i, port := range ports {
-		rt := route{}
-		switch {
-		case i == 0 && primaryALPN, i > 0 && port == 443:
-			// The fallback port goes without ALPN (8443), unless it is 443.
-			rt.alpn = []string{ALPNProtocol}
-		}
-		if fixed != nil {
-			rt.proxy, rt.source = fixed, "endpoint.proxy"
-		} else {
-			px, source, err := ProxyFromEnvironment(getenv, cfg.Host, port)
-			if err != nil {
-				return nil, fmt.Errorf("publisher: %w", err)
-			}
-			if px == nil && source != "" {
-				logger.Debug("proxy environment does not apply to the endpoint: connecting directly",
-					"endpoint", net.JoinHostPort(cfg.Host, strconv.Itoa(port)), "decided_by", source)
-			}
-			rt.proxy, rt.source = px, source
-		}
-		if rt.proxy != nil && (i == 0 || routes[cfg.Port].proxy == nil) {
-			logger.Info("connecting through proxy", "proxy", rt.proxy.Redacted(), "source", rt.source,
-				"endpoint", net.JoinHostPort(cfg.Host, strconv.Itoa(port)))
-		}
-		routes[port] = rt
-	}
-	return routes, nil
-}
-
 // Port fallback.
 //
 // Policy: publishes go to the active port, Config.Port at first. When an
@@ -71,6 +24,40 @@ func resolveRoutes(cfg Config, primaryALPN bool, getenv func(string) string, log
 // minutes) since Config.Port was last found unreachable tries Config.Port
 // first, and stays there if it answers.
 
+// publishFallback publishes on the active port and, if that is
+// unreachable, on the other one.
+func (c *Client) publishFallback(ctx context.Context, topic string, payload []byte) (Result, error) {
+	first := c.firstPort()
+	res, r, err := c.publishOn(ctx, first, topic, payload)
+	if r == reachConnected {
+		c.settle(first, nil)
+	}
+	if r != reachUnreachable || ctx.Err() != nil {
+		return res, err
+	}
+	other := c.cfg.FallbackPort
+	if first != c.cfg.Port {
+		other = c.cfg.Port
+	} else {
+		c.primaryUnreachable()
+	}
+	c.log.Debug("port unreachable, trying the other one", "port", first, "other", other, "err", err)
+	res2, r2, err2 := c.publishOn(ctx, other, topic, payload)
+	if r2 == reachConnected {
+		c.settle(other, err)
+		return res2, err2
+	}
+	if other == c.cfg.Port {
+		c.primaryUnreachable()
+	}
+	if first == c.cfg.Port {
+		return res2, bothPortsFailed(topic, first, err, other, err2)
+	}
+	return res2, bothPortsFailed(topic, other, err2, first, err)
+}
+
+// portState is where the policy above stands: the active port and when
+// Config.Port is tried again.
 type portState struct {
 	mu        sync.Mutex
 	active    int              // 0 until the first switch: Config.Port
@@ -137,38 +124,6 @@ func (c *Client) settle(port int, cause error) {
 	c.log.Info(fmt.Sprintf("port %d is reachable again: leaving fallback port %d", port, prev), "endpoint", c.endpoint)
 }
 
-// publishFallback publishes on the active port and, if that is
-// unreachable, on the other one.
-func (c *Client) publishFallback(ctx context.Context, topic string, payload []byte) (Result, error) {
-	first := c.firstPort()
-	res, r, err := c.publishOn(ctx, first, topic, payload)
-	if r == reachConnected {
-		c.settle(first, nil)
-	}
-	if r != reachUnreachable || ctx.Err() != nil {
-		return res, err
-	}
-	other := c.cfg.FallbackPort
-	if first != c.cfg.Port {
-		other = c.cfg.Port
-	} else {
-		c.primaryUnreachable()
-	}
-	c.log.Debug("port unreachable, trying the other one", "port", first, "other", other, "err", err)
-	res2, r2, err2 := c.publishOn(ctx, other, topic, payload)
-	if r2 == reachConnected {
-		c.settle(other, err)
-		return res2, err2
-	}
-	if other == c.cfg.Port {
-		c.primaryUnreachable()
-	}
-	if first == c.cfg.Port {
-		return res2, bothPortsFailed(topic, first, err, other, err2)
-	}
-	return res2, bothPortsFailed(topic, other, err2, first, err)
-}
-
 // bothPortsFailed reports the failures on both ports in one *Error: Retry
 // if either may pass by itself.
 func bothPortsFailed(topic string, port int, err error, fallback int, ferr error) error {
@@ -220,4 +175,51 @@ func dialReach(parent, attempt context.Context, err error, progress *dialProgres
 		}
 	}
 	return reachUnknown
+}
+
+// route is how the client reaches one port of the endpoint.
+type route struct {
+	proxy  *url.URL // nil: direct
+	source string   // "endpoint.proxy", "HTTPS_PROXY", ...
+	alpn   []string // the ALPN offer on that port
+}
+
+// resolveRoutes decides, once, how each port of the endpoint is reached.
+func resolveRoutes(cfg Config, primaryALPN bool, getenv func(string) string, logger *slog.Logger) (map[int]route, error) {
+	routes := map[int]route{}
+	ports := []int{cfg.Port}
+	if cfg.FallbackPort != 0 {
+		ports = append(ports, cfg.FallbackPort)
+	}
+	fixed, err := ParseProxyURL(cfg.Proxy)
+	if err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	for i, port := range ports {
+		rt := route{}
+		switch {
+		case i == 0 && primaryALPN, i > 0 && port == 443:
+			// The fallback port goes without ALPN (8443), unless it is 443.
+			rt.alpn = []string{ALPNProtocol}
+		}
+		if fixed != nil {
+			rt.proxy, rt.source = fixed, "endpoint.proxy"
+		} else {
+			px, source, err := ProxyFromEnvironment(getenv, cfg.Host, port)
+			if err != nil {
+				return nil, fmt.Errorf("publisher: %w", err)
+			}
+			if px == nil && source != "" {
+				logger.Debug("proxy environment does not apply to the endpoint: connecting directly",
+					"endpoint", net.JoinHostPort(cfg.Host, strconv.Itoa(port)), "decided_by", source)
+			}
+			rt.proxy, rt.source = px, source
+		}
+		if rt.proxy != nil && (i == 0 || routes[cfg.Port].proxy == nil) {
+			logger.Info("connecting through proxy", "proxy", rt.proxy.Redacted(), "source", rt.source,
+				"endpoint", net.JoinHostPort(cfg.Host, strconv.Itoa(port)))
+		}
+		routes[port] = rt
+	}
+	return routes, nil
 }
