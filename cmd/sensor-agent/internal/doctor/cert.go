@@ -14,6 +14,9 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
+// The certificate step: the pair loads and matches, its validity, the
+// key's mode (publisher.KeyModeProblem) and the CA file.
+
 func (d *doctor) certificate(synced bool) {
 	start := time.Now()
 	e := d.cfg.Endpoint

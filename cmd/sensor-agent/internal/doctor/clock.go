@@ -8,6 +8,9 @@ import (
 	"github.com/sensor-agent/sensor-agent/agent/clock"
 )
 
+// The clock step: is the clock synchronised, and does it put now inside
+// the certificate's validity.
+
 // SystemClock asks the system whether the clock is synchronised, and
 // says how it knows.
 func SystemClock() (synced bool, how string) {

@@ -10,6 +10,8 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
+// The config step: the file loads, and what it says about the endpoint.
+
 func (d *doctor) config() bool {
 	start := time.Now()
 	cfg, err := config.Load(d.opts.ConfigPath)

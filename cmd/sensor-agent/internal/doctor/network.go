@@ -13,6 +13,8 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
+// The network steps: DNS, the proxy and its CONNECT tunnel, or TCP.
+
 func (d *doctor) dns(ctx context.Context) bool {
 	start := time.Now()
 	p := d.prober

@@ -8,6 +8,8 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
+// What a failed test publish means, and the summary line.
+
 func (d *doctor) publishFailure(err error, info publisher.TLSInfo, topic string) (detail, hint string) {
 	var pe *publisher.Error
 	if !errors.As(err, &pe) {

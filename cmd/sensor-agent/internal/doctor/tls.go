@@ -17,6 +17,8 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
+// The TLS step and the test publish, and what a failed handshake means.
+
 // tlsAndPublish handshakes and publishes. The TLS line waits for the
 // publish: with TLS 1.3 the server judges the client certificate after the
 // client's handshake is done, so a refused certificate shows only when the
