@@ -170,13 +170,7 @@ func (a *Agent) provisionPublisher() error {
 		a.pub = a.opts.Publisher
 		return nil
 	}
-	e := a.cfg.Endpoint
-	c, err := publisher.New(publisher.Config{
-		Host: e.Host, Port: e.Port, ALPN: e.ALPN,
-		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile,
-		Timeout: e.Timeout.D(), QoS: a.cfg.Publish.QoS,
-		Proxy: e.Proxy, FallbackPort: e.FallbackPort,
-	}, a.log.With("module", "publisher"))
+	c, err := publisher.New(a.cfg.PublisherConfig(), a.log.With("module", "publisher"))
 	if err != nil {
 		return err
 	}

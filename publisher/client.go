@@ -4,18 +4,14 @@
 package publisher
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -64,6 +60,9 @@ type Config struct {
 	// FallbackPort, if not 0, is tried without ALPN (e.g. 8443) when Port
 	// cannot be reached; Port is tried again every FallbackRecheck.
 	FallbackPort int
+	// Getenv is where HTTPS_PROXY and NO_PROXY are read when Proxy is "";
+	// nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // FallbackRecheck is how long the client stays on Config.FallbackPort
@@ -103,55 +102,21 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Host == "" {
-		return nil, errors.New("publisher: host is empty")
-	}
-	if cfg.Port < 1 || cfg.Port > 65535 {
-		return nil, fmt.Errorf("publisher: port %d out of range 1-65535", cfg.Port)
-	}
-	alpn, err := resolveALPN(cfg.ALPN, cfg.Port)
+	cs, err := newConnSetup(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.QoS != 0 && cfg.QoS != 1 {
-		return nil, fmt.Errorf("publisher: qos %d: want 0 or 1", cfg.QoS)
-	}
-	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("publisher: negative timeout %s", cfg.Timeout)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.FallbackPort < 0 || cfg.FallbackPort > 65535 {
-		return nil, fmt.Errorf("publisher: fallback port %d out of range 1-65535 (0 = no fallback)", cfg.FallbackPort)
-	}
-	if cfg.FallbackPort == cfg.Port {
-		cfg.FallbackPort = 0
-	}
-	routes, err := resolveRoutes(cfg, alpn, nil, logger)
-	if err != nil {
-		return nil, err
-	}
+	cfg = cs.cfg
 	certs, err := newCertSource(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	roots, err := loadRoots(cfg.CAFile, logger)
-	if err != nil {
-		return nil, err
+	if cs.rootsErr != nil {
+		return nil, cs.rootsErr
 	}
-	tlsCfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		ServerName: cfg.Host,
-		// The current pair, re-read when its files change (keys.go).
-		GetClientCertificate: certs.get,
-		RootCAs:              roots,
-		// AWS IoT does not want session resumption for certificate auth.
-		SessionTicketsDisabled: true,
-	}
-	if alpn {
-		tlsCfg.NextProtos = []string{ALPNProtocol}
-	}
+	tlsCfg := cs.dialer.tls
+	// The current pair, re-read when its files change (keys.go).
+	tlsCfg.GetClientCertificate = certs.get
 	// HTTP/1.1 only: AWS IoT's publish API does not speak h2, and an "h2"
 	// in the ALPN offer would stop 443 from using the certificate.
 	var protocols http.Protocols
@@ -159,12 +124,10 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
 	// The endpoint dialer does the TLS handshake itself, with tlsCfg as
 	// its template, after a CONNECT through the proxy if there is one
-	// (proxy.go): the transport's own proxy support would hide the proxy's
-	// answers behind one generic error.
-	pd := &endpointDialer{timeout: cfg.Timeout, tls: tlsCfg, routes: routes, primary: cfg.Port, log: logger}
+	// (tunnel.go says why not the transport's own proxy support).
 	tr := &http.Transport{
 		Proxy:               nil,
-		DialTLSContext:      pd.dialTLS,
+		DialTLSContext:      cs.dialer.dialTLS,
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: cfg.Timeout,
@@ -180,7 +143,7 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 		endpoint:  net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
 		transport: tr,
 		certs:     certs.watch(tr.CloseIdleConnections),
-		dialer:    pd,
+		dialer:    cs.dialer,
 		http: &http.Client{
 			Transport: tr,
 			// AWS never redirects a publish; following one would resend
@@ -188,6 +151,72 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}, nil
+}
+
+// connSetup is what the client and the prober derive alike from a
+// Config, so that the doctor probes what the agent dials: the checked
+// config, each port's route and the TLS template (without a client
+// certificate).
+type connSetup struct {
+	cfg      Config
+	dialer   *endpointDialer
+	rootsErr error // why the CA file cannot be used
+}
+
+func newConnSetup(cfg Config, logger *slog.Logger) (*connSetup, error) {
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	alpn, err := resolveALPN(cfg.ALPN, cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	routes, err := resolveRoutes(cfg, alpn, cfg.Getenv, logger)
+	if err != nil {
+		return nil, err
+	}
+	roots, rootsErr := loadRoots(cfg.CAFile, logger)
+	tlsCfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		ServerName: cfg.Host,
+		RootCAs:    roots,
+		// AWS IoT does not want session resumption for certificate auth.
+		SessionTicketsDisabled: true,
+	}
+	if alpn {
+		tlsCfg.NextProtos = []string{ALPNProtocol}
+	}
+	return &connSetup{
+		cfg:      cfg,
+		dialer:   &endpointDialer{timeout: cfg.Timeout, tls: tlsCfg, routes: routes, primary: cfg.Port, log: logger},
+		rootsErr: rootsErr,
+	}, nil
+}
+
+// checkConfig checks cfg and fills in its defaults.
+func checkConfig(cfg *Config) error {
+	if cfg.Host == "" {
+		return errors.New("publisher: host is empty")
+	}
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return fmt.Errorf("publisher: port %d out of range 1-65535", cfg.Port)
+	}
+	if cfg.QoS != 0 && cfg.QoS != 1 {
+		return fmt.Errorf("publisher: qos %d: want 0 or 1", cfg.QoS)
+	}
+	if cfg.Timeout < 0 {
+		return fmt.Errorf("publisher: negative timeout %s", cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.FallbackPort < 0 || cfg.FallbackPort > 65535 {
+		return fmt.Errorf("publisher: fallback port %d out of range 1-65535 (0 = no fallback)", cfg.FallbackPort)
+	}
+	if cfg.FallbackPort == cfg.Port {
+		cfg.FallbackPort = 0
+	}
+	return nil
 }
 
 // Endpoint returns host:port.
@@ -254,147 +283,6 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) (Res
 		return res, err
 	}
 	return c.publishFallback(ctx, topic, payload)
-}
-
-// publishOn publishes once on port, resending once on a fresh connection
-// when a kept-alive one turned out to be closed. It also says whether the
-// port was reached, or found unreachable (see publishFallback).
-func (c *Client) publishOn(ctx context.Context, port int, topic string, payload []byte) (Result, reach, error) {
-	res, info, err := c.attempt(ctx, port, topic, payload)
-	if err != nil && info.stale {
-		c.log.Debug("kept-alive connection was closed by the server, reconnecting", "endpoint", c.endpointOn(port), "err", err)
-		res, info, err = c.attempt(ctx, port, topic, payload)
-	}
-	return res, info.reach, err
-}
-
-// reach is what one attempt learnt about its port.
-type reach int
-
-const (
-	reachUnknown     reach = iota // e.g. cancelled, DNS, proxy credentials
-	reachConnected                // a TLS connection to the port was used
-	reachUnreachable              // connect failed, or the proxy will not tunnel to the port
-)
-
-type attemptInfo struct {
-	stale bool // failed on a reused connection before any reply byte
-	reach reach
-}
-
-// endpointOn returns host:port of the endpoint on port.
-func (c *Client) endpointOn(port int) string {
-	if port == c.cfg.Port {
-		return c.endpoint
-	}
-	return net.JoinHostPort(c.cfg.Host, strconv.Itoa(port))
-}
-
-// attempt makes one request to port.
-func (c *Client) attempt(parent context.Context, port int, topic string, payload []byte) (res Result, info attemptInfo, err error) {
-	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
-	defer cancel()
-	endpoint := c.endpointOn(port)
-	var reused, replied, connected atomic.Bool
-	trace := &httptrace.ClientTrace{
-		GotConn: func(i httptrace.GotConnInfo) {
-			reused.Store(i.Reused)
-			connected.Store(true)
-			if !i.Reused {
-				c.checkALPN(port, i.Conn)
-			}
-		},
-		GotFirstResponseByte: func() { replied.Store(true) },
-	}
-	// The dialer reports its progress here, for timeouts and the fallback.
-	progress := &dialProgress{}
-	req, err := http.NewRequestWithContext(withProgress(httptrace.WithClientTrace(ctx, trace), progress),
-		http.MethodPost, "https://"+endpoint+"/", bytes.NewReader(payload))
-	if err != nil {
-		return Result{}, info, &Error{Kind: Permanent, Topic: topic, Message: "build request", Err: err}
-	}
-	req.URL = c.topicURL(endpoint, topic)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		info.stale = reused.Load() && !replied.Load() && ctx.Err() == nil && isConnDropped(err)
-		e := classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
-		if connected.Load() {
-			info.reach = reachConnected
-		} else {
-			info.reach = dialReach(parent, ctx, err, progress)
-			if st, addr, px := progress.get(); parent.Err() == nil && ctx.Err() != nil && st != stageNone && st != stageDone {
-				e.Message += ": still " + st.describe(addr, px)
-			}
-		}
-		return Result{}, info, e
-	}
-	info.reach = reachConnected
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBody))
-	if err != nil {
-		return Result{}, info, classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
-	}
-	// Drain what is left so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4*maxReplyBody))
-	res, err = replyResult(resp, body, topic)
-	if res.Warning != "" && err == nil && !c.oddReply.Swap(true) {
-		// Once per Client: a captive portal would say it on every publish.
-		c.log.Warn("the endpoint took a publish with an answer that is not AWS IoT's; taken as delivered, but if a captive portal or proxy answers in AWS IoT's place, messages are being lost (logged once)",
-			"endpoint", endpoint, "answer", res.Warning)
-	}
-	return res, info, err
-}
-
-// checkALPN warns when a new connection to a port where the client offers
-// x-amzn-http-ca did not negotiate it: on 443 AWS IoT then ignores the
-// client certificate and answers 403 Missing Authentication Token. It logs
-// when that changes, not for every connection.
-func (c *Client) checkALPN(port int, conn net.Conn) {
-	if len(c.dialer.routeFor(port).alpn) == 0 {
-		return
-	}
-	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
-	if !ok {
-		return
-	}
-	cs := tc.ConnectionState()
-	endpoint := c.endpointOn(port)
-	if cs.NegotiatedProtocol == ALPNProtocol {
-		if c.alpnMissing.Swap(false) {
-			c.log.Info("ALPN "+ALPNProtocol+" is negotiated again", "endpoint", endpoint)
-		}
-		return
-	}
-	if c.alpnMissing.Swap(true) {
-		return
-	}
-	args := []any{"endpoint", endpoint, "negotiated", cs.NegotiatedProtocol}
-	if px := c.dialer.routeFor(port).proxy; px != nil {
-		args = append(args, "proxy", px.Redacted())
-	}
-	if len(cs.PeerCertificates) > 0 {
-		args = append(args, "server_cert_issuer", nameOf(cs.PeerCertificates[0].Issuer.CommonName, cs.PeerCertificates[0].Issuer.String()))
-	}
-	c.log.Warn("ALPN "+ALPNProtocol+" was offered but the server did not select it: on port 443 AWS IoT then ignores the client certificate (403 Missing Authentication Token); a proxy or load balancer terminating TLS, a TLS-inspecting middlebox, or a server that is not AWS IoT is answering", args...)
-}
-
-// topicURL builds https://host:port/topics/<topic as one segment>?qos=N.
-// RawPath carries the %2F escapes; url.URL only uses RawPath when it is a
-// valid encoding of Path, so fall back to Opaque (sent verbatim) otherwise.
-func (c *Client) topicURL(endpoint, topic string) *url.URL {
-	raw := "/topics/" + EscapeTopic(topic)
-	u := &url.URL{
-		Scheme:   "https",
-		Host:     endpoint,
-		Path:     "/topics/" + topic,
-		RawPath:  raw,
-		RawQuery: "qos=" + strconv.Itoa(c.cfg.QoS),
-	}
-	if u.EscapedPath() != raw {
-		u.Path, u.RawPath, u.Opaque = "", "", raw
-	}
-	return u
 }
 
 // errorTypeName turns "ForbiddenException:http://internal..." into

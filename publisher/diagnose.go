@@ -61,46 +61,26 @@ func NewProber(cfg Config, port int, logger *slog.Logger) (*Prober, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Host == "" {
-		return nil, errors.New("publisher: host is empty")
-	}
 	if port == 0 {
 		port = cfg.Port
 	}
 	if port < 1 || port > 65535 {
 		return nil, fmt.Errorf("publisher: port %d out of range 1-65535", port)
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
 	if port != cfg.Port && port != cfg.FallbackPort {
 		// Another port is probed as if it were the configured one.
 		cfg.Port, cfg.FallbackPort = port, 0
 	}
-	if cfg.FallbackPort == cfg.Port {
-		cfg.FallbackPort = 0
-	}
-	alpn, err := resolveALPN(cfg.ALPN, cfg.Port)
+	cs, err := newConnSetup(cfg, logger)
 	if err != nil {
 		return nil, err
-	}
-	routes, err := resolveRoutes(cfg, alpn, nil, logger)
-	if err != nil {
-		return nil, err
-	}
-	roots, rootsErr := loadRoots(cfg.CAFile, logger)
-	tlsCfg := &tls.Config{
-		MinVersion:             tls.VersionTLS12,
-		ServerName:             cfg.Host,
-		RootCAs:                roots,
-		SessionTicketsDisabled: true,
 	}
 	p := &Prober{
-		cfg:      cfg,
+		cfg:      cs.cfg,
 		port:     port,
-		addr:     net.JoinHostPort(cfg.Host, strconv.Itoa(port)),
-		rootsErr: rootsErr,
-		dialer:   &endpointDialer{timeout: cfg.Timeout, tls: tlsCfg, routes: routes, primary: cfg.Port, log: logger},
+		addr:     net.JoinHostPort(cs.cfg.Host, strconv.Itoa(port)),
+		rootsErr: cs.rootsErr,
+		dialer:   cs.dialer,
 	}
 	p.route = p.dialer.routeFor(port)
 	return p, nil

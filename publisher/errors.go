@@ -123,12 +123,11 @@ func (e *Error) hint() string {
 	}
 	switch {
 	case e.Status == http.StatusForbidden && e.Message == "Missing Authentication Token":
-		// AWS treats a certificate without the ALPN name on 443 as SigV4.
-		return "on port 443 the client must offer the ALPN name " + ALPNProtocol + " (alpn on), or use port 8443"
+		return MissingTokenHint(nil)
 	case e.Status == http.StatusForbidden:
-		return "check that the certificate's IoT policy allows iot:Publish on this topic; over HTTPS there is no client id, so ${iot:ClientId} and ${iot:Connection.Thing.*} never match"
+		return PolicyHint("", e.Topic, "")
 	case e.Status == http.StatusUnauthorized:
-		return "check that the client certificate is registered and ACTIVE in this account and region"
+		return InactiveCertHint("")
 	case e.Status == http.StatusRequestEntityTooLarge:
 		return fmt.Sprintf("split the payload into messages of at most %d bytes", MaxPayload)
 	}

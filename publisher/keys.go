@@ -197,6 +197,9 @@ func newCertSourceClock(cfg Config, logger *slog.Logger, now func() time.Time) (
 	s.checked = t
 	s.log.Info("client certificate", s.attrs(pair.Leaf, t)...)
 	s.logValidityLocked(t)
+	if problem := KeyModeProblem(s.keyFile); problem != "" {
+		s.log.Warn(problem)
+	}
 	return s, nil
 }
 

@@ -44,6 +44,19 @@ type Config struct {
 	File string `yaml:"-"`
 }
 
+// PublisherConfig is the publisher's configuration that the file
+// prescribes: the one mapping from the file to the publisher, used by run,
+// check, publish and doctor alike.
+func (c *Config) PublisherConfig() publisher.Config {
+	e := c.Endpoint
+	return publisher.Config{
+		Host: e.Host, Port: e.Port, ALPN: e.ALPN,
+		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile,
+		Timeout: e.Timeout.D(), QoS: c.Publish.QoS,
+		Proxy: e.Proxy, FallbackPort: e.FallbackPort,
+	}
+}
+
 // Endpoint is the AWS IoT data endpoint and the device's credentials.
 type Endpoint struct {
 	Host     string   `yaml:"host"`

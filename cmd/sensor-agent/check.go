@@ -11,6 +11,7 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/agent/config"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
+	"github.com/sensor-agent/sensor-agent/cmd/sensor-agent/internal/doctor"
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/sensors"
 )
@@ -22,17 +23,20 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	return check(ctx, *cfgPath, *sysfs, doctor.SystemClock, stdout, stderr)
+}
+
+// check is the command after its flags; clockState says whether the clock
+// is synchronised (doctor.SystemClock).
+func check(ctx context.Context, cfgPath, sysfs string, clockState func() (bool, string), stdout, stderr io.Writer) error {
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "config %s: ok (device %s, %d sensors)\n", cfg.File, cfg.DeviceID, len(cfg.Sensors))
 	failed := 0
 	e := cfg.Endpoint
-	c, err := publisher.New(publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN,
-		CertFile: e.CertFile, KeyFile: e.KeyFile, CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS,
-		Proxy: e.Proxy, FallbackPort: e.FallbackPort},
-		slog.New(slog.DiscardHandler))
+	c, err := publisher.New(cfg.PublisherConfig(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		failed++
 		fmt.Fprintf(stdout, "endpoint: FAIL %v\n", err)
@@ -40,16 +44,19 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		leaf := c.Certificate()
 		c.Close()
 		synced, how := clockState()
-		if problem := certValidityProblem(e.CertFile, leaf, time.Now(), synced, how); problem != "" {
+		if problem := doctor.CertValidityProblem(e.CertFile, leaf, time.Now(), synced, how); problem != "" {
 			failed++
 			fmt.Fprintf(stdout, "endpoint %s:%d: FAIL %s\n", e.Host, e.Port, problem)
 		} else {
 			fmt.Fprintf(stdout, "endpoint %s:%d: certificate and key ok\n", e.Host, e.Port)
 		}
+		if problem := publisher.KeyModeProblem(e.KeyFile); problem != "" {
+			fmt.Fprintf(stdout, "endpoint %s:%d: warning: %s\n", e.Host, e.Port, problem)
+		}
 	}
 	log := newLogger(stderr, cfg.LogLevel)
 	for _, s := range cfg.Sensors {
-		v, err := readOnce(ctx, s, log.With("sensor", s.Name), *sysfs)
+		v, err := readOnce(ctx, s, log.With("sensor", s.Name), sysfs)
 		if err != nil {
 			failed++
 			fmt.Fprintf(stdout, "sensor %s (%s): FAIL %v\n", s.Name, s.Driver, err)

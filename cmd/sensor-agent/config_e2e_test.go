@@ -5,6 +5,7 @@ package main
 // shown: the real binary, as a user meets it.
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"regexp"
@@ -232,10 +233,10 @@ func TestCheckCertificateValidity(t *testing.T) {
 	}{
 		{name: "valid", clock: "synced", want: []string{`(?m)^endpoint localhost:1: certificate and key ok$`}},
 		{name: "expired, clock synchronised", cert: expiredCert, key: expiredKey, clock: "synced", code: 1, want: []string{
-			`(?m)^endpoint localhost:1: FAIL certificate .*expired\.pem\.crt \("expired"\): EXPIRED 2 days ago by this device's clock, which says ` + dateRE + `; the certificate is valid from ` + dateRE + ` to ` + dateRE + `\. TLS with AWS IoT fails until this is fixed\. The clock is synchronised \(SENSOR_AGENT_DOCTOR_CLOCK=synced\), so the certificate is what is wrong: create a new certificate`,
+			`(?m)^endpoint localhost:1: FAIL certificate .*expired\.pem\.crt \("expired"\): EXPIRED 2 days ago by this device's clock, which says ` + dateRE + `; the certificate is valid from ` + dateRE + ` to ` + dateRE + `\. TLS with AWS IoT fails until this is fixed\. The clock is synchronised \(set by the test\), so the certificate is what is wrong: create a new certificate`,
 		}},
 		{name: "expired, clock not synchronised", cert: expiredCert, key: expiredKey, clock: "unsynced", code: 1, want: []string{
-			`FAIL certificate .*: EXPIRED 2 days ago by this device's clock, which says .* The clock is NOT synchronised \(SENSOR_AGENT_DOCTOR_CLOCK=unsynced\): a Raspberry Pi has no real-time clock and may boot with a wrong time, so the clock may be what is wrong; let NTP set it`,
+			`FAIL certificate .*: EXPIRED 2 days ago by this device's clock, which says .* The clock is NOT synchronised \(set by the test\): a Raspberry Pi has no real-time clock and may boot with a wrong time, so the clock may be what is wrong; let NTP set it`,
 		}},
 		{name: "not valid yet, clock not synchronised", cert: futureCert, key: futureKey, clock: "unsynced", code: 1, want: []string{
 			`FAIL certificate .*future\.pem\.crt \("future"\): NOT VALID YET \(valid in 2 days\) by this device's clock, which says ` + dateRE + `; the certificate is valid from ` + dateRE + ` to ` + dateRE + `\..*a Raspberry Pi has no real-time clock`,
@@ -247,7 +248,11 @@ func TestCheckCertificateValidity(t *testing.T) {
 			path := agentConfig{device: "pi-e2e", addr: "localhost:1", alpn: "on", pki: pki, format: "batch",
 				maxReadings: 7, flushInterval: "1s", sensors: "  - name: air\n    driver: sim\n",
 				certFile: tc.cert, keyFile: tc.key}.write(t)
-			r := startEnv(t, ctx, nil, []string{doctorClockEnv + "=" + tc.clock}, "check", "-config", path).wait()
+			// In this process: a test cannot set whether the machine's
+			// clock is synchronised.
+			var stdout, stderr bytes.Buffer
+			err := check(ctx, path, "", fixedClock(tc.clock == "synced"), &stdout, &stderr)
+			r := inProcessResult("check", err, &stdout, &stderr)
 			if r.code != tc.code {
 				t.Errorf("exit %d, want %d", r.code, tc.code)
 			}
@@ -296,7 +301,7 @@ func TestProxyPasswordNeverShown(t *testing.T) {
 		for _, source := range []string{"endpoint.proxy", "HTTPS_PROXY", "publish -proxy"} {
 			t.Run(px.name+"/"+source, func(t *testing.T) {
 				t.Parallel()
-				env := []string{"HTTPS_PROXY=", "NO_PROXY=", "HTTP_PROXY=", doctorClockEnv + "=synced"}
+				env := []string{"HTTPS_PROXY=", "NO_PROXY=", "HTTP_PROXY="}
 				extra := ""
 				if source == "HTTPS_PROXY" {
 					env[0] = "HTTPS_PROXY=" + px.url

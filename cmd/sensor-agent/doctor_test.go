@@ -1,7 +1,7 @@
 package main
 
-// Tests of `sensor-agent doctor`: the real binary (built by TestMain) with
-// -json, against the emulator and real proxies (squid with Basic
+// Tests of `sensor-agent doctor`: the command run in this process (with
+// the clock's synchronisation and the environment given) with -json, against the emulator and real proxies (squid with Basic
 // authentication, tinyproxy; publisher/proxytest), a programmable CONNECT
 // proxy and a TLS-inspecting man in the middle, all on loopback. Each case
 // checks the mark of every step and the words of the step that broke.
@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sensor-agent/sensor-agent/cmd/sensor-agent/internal/doctor"
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
 	"github.com/sensor-agent/sensor-agent/publisher/proxytest"
@@ -78,7 +78,7 @@ type doctorFixture struct {
 	emu *iotemu.Server
 	pki *iotemu.PKI
 	cfg doctorConfig
-	env []string // added to the binary's environment
+	env []string // the environment the doctor reads
 }
 
 func portNum(t *testing.T, addr string) int {
@@ -94,40 +94,29 @@ func portNum(t *testing.T, addr string) int {
 	return n
 }
 
-// runDoctor runs `sensor-agent doctor` with env added to a clean
-// environment (no proxy variables of the machine running the tests).
-func runDoctor(t *testing.T, ctx context.Context, env []string, args ...string) result {
+// runDoctor runs `sensor-agent doctor` in this process, with env as the
+// whole environment it reads (no proxy variables of the machine running
+// the tests) and synced as the answer to "is the clock synchronised?",
+// which a test cannot set on the machine.
+func runDoctor(t *testing.T, ctx context.Context, env []string, synced bool, args ...string) result {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, binPath, append([]string{"doctor"}, args...)...)
-	cmd.Dir = t.TempDir()
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		name, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(name) {
-		case "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "JOURNAL_STREAM", "GORACE", doctorClockEnv:
-			return true
-		}
-		return false
-	})
-	cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
-	cmd.Env = append(cmd.Env, env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("sensor-agent doctor: %v", err)
+	vars := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
 	}
-	checkOutput(t, append([]string{"doctor"}, args...), r)
-	return r
+	opts := doctor.Options{Getenv: func(k string) string { return vars[k] }, Clock: fixedClock(synced)}
+	var stdout, stderr bytes.Buffer
+	err := doctorCommand(ctx, args, &stdout, &stderr, opts)
+	return inProcessResult("doctor", err, &stdout, &stderr)
 }
 
 // doctorJSON decodes -json output strictly.
-func doctorJSON(t *testing.T, out string) []doctorStep {
+func doctorJSON(t *testing.T, out string) []doctor.Step {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(out))
 	dec.DisallowUnknownFields()
-	var steps []doctorStep
+	var steps []doctor.Step
 	if err := dec.Decode(&steps); err != nil {
 		t.Fatalf("doctor -json output is not a JSON array of steps: %v\n%s", err, out)
 	}
@@ -138,7 +127,7 @@ func doctorJSON(t *testing.T, out string) []doctorStep {
 }
 
 // marksOf renders the steps' statuses as their marks, e.g. "✓✓✓✓--✓✓✓".
-func marksOf(steps []doctorStep) string {
+func marksOf(steps []doctor.Step) string {
 	var b strings.Builder
 	for _, s := range steps {
 		b.WriteString(statusMarks[s.Status])
@@ -148,7 +137,7 @@ func marksOf(steps []doctorStep) string {
 
 type doctorCase struct {
 	name    string
-	clock   string   // SENSOR_AGENT_DOCTOR_CLOCK; "" = synced
+	clock   string   // "synced" or "unsynced"; "" = synced
 	args    []string // more flags
 	prepare func(t *testing.T, f *doctorFixture)
 	// marks of the steps config, certificate, clock, dns, proxy, tunnel,
@@ -157,7 +146,7 @@ type doctorCase struct {
 	detail  map[string][]string // step → what its detail must say
 	hint    map[string][]string // step → what its hint must say
 	secrets []string            // must not appear anywhere
-	check   func(t *testing.T, f *doctorFixture, steps []doctorStep)
+	check   func(t *testing.T, f *doctorFixture, steps []doctor.Step)
 }
 
 func TestDoctor(t *testing.T) {
@@ -173,16 +162,16 @@ func TestDoctor(t *testing.T) {
 			name:  "direct, 443-style listener with ALPN",
 			marks: "✓✓✓✓--✓✓✓",
 			detail: map[string][]string{
-				stepConfig:  {"config.yaml: device pi-doctor, endpoint localhost:", "(alpn on)"},
-				stepCert:    {`"emulated-device" issued by "sensor-agent emulator CA"`, "key private.pem.key matches", "key mode 0600"},
-				stepClock:   {"synchronised", "inside the certificate's validity"},
-				stepDNS:     {"localhost → 127.0.0.1"},
-				stepProxy:   {"not used: endpoint.proxy is empty and HTTPS_PROXY is not set"},
-				stepTCP:     {"connected to localhost:"},
-				stepTLS:     {"TLS 1.", "ALPN x-amzn-http-ca", "SNI localhost", "client certificate sent", `chain "localhost" ← "sensor-agent emulator CA"`},
-				stepPublish: {"200 OK", "to sensor-agent/pi-doctor/doctor, traceId "},
+				doctor.StepConfig:  {"config.yaml: device pi-doctor, endpoint localhost:", "(alpn on)"},
+				doctor.StepCert:    {`"emulated-device" issued by "sensor-agent emulator CA"`, "key private.pem.key matches", "key mode 0600"},
+				doctor.StepClock:   {"synchronised", "inside the certificate's validity"},
+				doctor.StepDNS:     {"localhost → 127.0.0.1"},
+				doctor.StepProxy:   {"not used: endpoint.proxy is empty and HTTPS_PROXY is not set"},
+				doctor.StepTCP:     {"connected to localhost:"},
+				doctor.StepTLS:     {"TLS 1.", "ALPN x-amzn-http-ca", "SNI localhost", "client certificate sent", `chain "localhost" ← "sensor-agent emulator CA"`},
+				doctor.StepPublish: {"200 OK", "to sensor-agent/pi-doctor/doctor, traceId "},
 			},
-			check: func(t *testing.T, f *doctorFixture, steps []doctorStep) {
+			check: func(t *testing.T, f *doctorFixture, steps []doctor.Step) {
 				msgs := f.emu.Messages()
 				if len(msgs) != 1 || msgs[0].Topic != "sensor-agent/pi-doctor/doctor" || msgs[0].ALPN != publisher.ALPNProtocol {
 					t.Fatalf("emulator got %+v, want one message on sensor-agent/pi-doctor/doctor over ALPN", msgs)
@@ -215,7 +204,7 @@ func TestDoctor(t *testing.T) {
 			},
 			args:   []string{"-topic", "sensors/pi-doctor/check"},
 			marks:  "✓✓✓✓--✓✓✓",
-			detail: map[string][]string{stepTLS: {"no ALPN offered", "client certificate sent"}, stepPublish: {"to sensors/pi-doctor/check"}},
+			detail: map[string][]string{doctor.StepTLS: {"no ALPN offered", "client certificate sent"}, doctor.StepPublish: {"to sensors/pi-doctor/check"}},
 		},
 		{
 			name: "endpoint down: connection refused",
@@ -224,8 +213,8 @@ func TestDoctor(t *testing.T) {
 				f.cfg.fallbackPort = portNum(t, f.emu.PlainAddr())
 			},
 			marks:  "✓✓✓✓--✗--",
-			detail: map[string][]string{stepTCP: {"refused the connection", "connection refused"}, stepTLS: {"needs a TCP connection (see tcp)"}},
-			hint:   map[string][]string{stepTCP: {"ask IT to allow outbound TCP port", "endpoint.fallback_port", "sensor-agent doctor -port"}},
+			detail: map[string][]string{doctor.StepTCP: {"refused the connection", "connection refused"}, doctor.StepTLS: {"needs a TCP connection (see tcp)"}},
+			hint:   map[string][]string{doctor.StepTCP: {"ask IT to allow outbound TCP port", "endpoint.fallback_port", "sensor-agent doctor -port"}},
 		},
 		{
 			name: "client certificate the server does not accept",
@@ -236,15 +225,15 @@ func TestDoctor(t *testing.T) {
 				}
 			},
 			marks:  "✓✓✓✓--✓✗-",
-			detail: map[string][]string{stepTLS: {"does not accept the client certificate", "bad certificate"}},
-			hint:   map[string][]string{stepTLS: {"registered and ACTIVE in this account and region", "aws iot describe-certificate --certificate-id "}},
+			detail: map[string][]string{doctor.StepTLS: {"does not accept the client certificate", "bad certificate"}},
+			hint:   map[string][]string{doctor.StepTLS: {"registered and ACTIVE in this account and region", "aws iot describe-certificate --certificate-id "}},
 		},
 		{
 			name:    "403 from the policy",
 			prepare: func(t *testing.T, f *doctorFixture) { f.emu.FailNext(http.StatusForbidden, 1) },
 			marks:   "✓✓✓✓--✓✓✗",
-			detail:  map[string][]string{stepPublish: {"403 ForbiddenException for sensor-agent/pi-doctor/doctor"}},
-			hint: map[string][]string{stepPublish: {
+			detail:  map[string][]string{doctor.StepPublish: {"403 ForbiddenException for sensor-agent/pi-doctor/doctor"}},
+			hint: map[string][]string{doctor.StepPublish: {
 				"must allow iot:Publish on arn:aws:iot:<region>:<account-id>:topic/sensor-agent/pi-doctor/doctor",
 				"${iot:Connection.Thing.ThingName}", "${iot:ClientId}", "never resolve over HTTPS"}},
 		},
@@ -256,17 +245,17 @@ func TestDoctor(t *testing.T) {
 				}
 			},
 			marks:  "✓✓✓✓--✓✓✗",
-			detail: map[string][]string{stepPublish: {"302 Found to " + iotemu.DefaultLocation, "the endpoint redirects, which AWS IoT never does", "iot:Data-ATS"}},
-			hint:   map[string][]string{stepPublish: {"did not answer as AWS IoT does"}},
+			detail: map[string][]string{doctor.StepPublish: {"302 Found to " + iotemu.DefaultLocation, "the endpoint redirects, which AWS IoT never does", "iot:Data-ATS"}},
+			hint:   map[string][]string{doctor.StepPublish: {"did not answer as AWS IoT does"}},
 		},
 		{
 			name:    "ALPN off on the 443-style listener",
 			prepare: func(t *testing.T, f *doctorFixture) { f.cfg.alpn = "off" },
 			marks:   "✓✓✓✓--✓!✗",
-			detail:  map[string][]string{stepTLS: {"no ALPN offered", "did NOT ask for the client certificate"}, stepPublish: {"403 Missing Authentication Token"}},
+			detail:  map[string][]string{doctor.StepTLS: {"no ALPN offered", "did NOT ask for the client certificate"}, doctor.StepPublish: {"403 Missing Authentication Token"}},
 			hint: map[string][]string{
-				stepTLS:     {"asks for the certificate only when ALPN x-amzn-http-ca is offered"},
-				stepPublish: {"only when ALPN x-amzn-http-ca is offered: set endpoint.alpn: auto (or on)"}},
+				doctor.StepTLS:     {"asks for the certificate only when ALPN x-amzn-http-ca is offered"},
+				doctor.StepPublish: {"only when ALPN x-amzn-http-ca is offered: set endpoint.alpn: auto (or on)"}},
 		},
 		{
 			name: "expired certificate",
@@ -279,10 +268,10 @@ func TestDoctor(t *testing.T) {
 			},
 			marks: "✓✗✓✓--✓✗-",
 			detail: map[string][]string{
-				stepCert:  {"EXPIRED 2 days ago"},
-				stepClock: {"outside the certificate's validity (see certificate)"},
-				stepTLS:   {"does not accept the client certificate"}},
-			hint: map[string][]string{stepCert: {"aws iot create-keys-and-certificate"}, stepTLS: {"outside its validity"}},
+				doctor.StepCert:  {"EXPIRED 2 days ago"},
+				doctor.StepClock: {"outside the certificate's validity (see certificate)"},
+				doctor.StepTLS:   {"does not accept the client certificate"}},
+			hint: map[string][]string{doctor.StepCert: {"aws iot create-keys-and-certificate"}, doctor.StepTLS: {"outside its validity"}},
 		},
 		{
 			name:  "certificate not valid yet, clock not synchronised (a Pi that booted in the past)",
@@ -296,9 +285,9 @@ func TestDoctor(t *testing.T) {
 			},
 			marks: "✓!✗✓--✓✗-",
 			detail: map[string][]string{
-				stepCert:  {"outside its validity by this device's clock", "not synchronised"},
-				stepClock: {"NOT synchronised", "BEFORE the certificate's validity", "TLS fails until the clock is right"}},
-			hint: map[string][]string{stepClock: {"NTP", "UDP port 123"}},
+				doctor.StepCert:  {"outside its validity by this device's clock", "not synchronised"},
+				doctor.StepClock: {"NOT synchronised", "BEFORE the certificate's validity", "TLS fails until the clock is right"}},
+			hint: map[string][]string{doctor.StepClock: {"NTP", "UDP port 123"}},
 		},
 		{
 			name: "key file readable by group and other",
@@ -316,8 +305,8 @@ func TestDoctor(t *testing.T) {
 				}
 			},
 			marks:  "✓!✓✓--✓✓✓",
-			detail: map[string][]string{stepCert: {"key mode 0644"}},
-			hint:   map[string][]string{stepCert: {"chmod 600 "}},
+			detail: map[string][]string{doctor.StepCert: {"key mode 0644"}},
+			hint:   map[string][]string{doctor.StepCert: {"chown root:sensor-agent ", "chmod 0640 "}},
 		},
 		{
 			name: "config with errors",
@@ -325,7 +314,7 @@ func TestDoctor(t *testing.T) {
 				f.cfg.raw = "device_id: pi-doctor\nendpoint:\n  hots: x\n  port: many\n  cert_file: c\n  key_file: k\nsensors:\n  - name: air\n    driver: sim\n"
 			},
 			marks:  "✗--------",
-			detail: map[string][]string{stepConfig: {"2 problems in ", "config.yaml:3: endpoint.hots: unknown key", "\n", "config.yaml:4: endpoint.port: wrong type"}, stepCert: {"needs a valid config"}},
+			detail: map[string][]string{doctor.StepConfig: {"2 problems in ", "config.yaml:3: endpoint.hots: unknown key", "\n", "config.yaml:4: endpoint.port: wrong type"}, doctor.StepCert: {"needs a valid config"}},
 		},
 		{
 			name: "squid, right credentials",
@@ -335,11 +324,11 @@ func TestDoctor(t *testing.T) {
 			},
 			marks: "✓✓✓✓✓✓-✓✓",
 			detail: map[string][]string{
-				stepDNS:    {"proxy 127.0.0.1 is an address", "endpoint localhost → 127.0.0.1 (not needed: the proxy resolves it)"},
-				stepProxy:  {"proxy http://alice:xxxxx@127.0.0.1:", "(from endpoint.proxy): reachable at 127.0.0.1:"},
-				stepTunnel: {"CONNECT localhost:", "allowed", `credentials of user "alice" accepted`},
-				stepTCP:    {"through the proxy"},
-				stepTLS:    {"ALPN x-amzn-http-ca", "client certificate sent"},
+				doctor.StepDNS:    {"proxy 127.0.0.1 is an address", "endpoint localhost → 127.0.0.1 (not needed: the proxy resolves it)"},
+				doctor.StepProxy:  {"proxy http://alice:xxxxx@127.0.0.1:", "(from endpoint.proxy): reachable at 127.0.0.1:"},
+				doctor.StepTunnel: {"CONNECT localhost:", "allowed", `credentials of user "alice" accepted`},
+				doctor.StepTCP:    {"through the proxy"},
+				doctor.StepTLS:    {"ALPN x-amzn-http-ca", "client certificate sent"},
 			},
 			secrets: secrets,
 		},
@@ -351,9 +340,9 @@ func TestDoctor(t *testing.T) {
 			},
 			marks: "✓✓✓✓✓✗---",
 			detail: map[string][]string{
-				stepTunnel: {`the proxy rejected the credentials of user "alice"`, "407 Proxy Authentication Required, offers Basic"},
-				stepTLS:    {"needs the tunnel (see tunnel)"}},
-			hint:    map[string][]string{stepTunnel: {"check the user name and password in endpoint.proxy"}},
+				doctor.StepTunnel: {`the proxy rejected the credentials of user "alice"`, "407 Proxy Authentication Required, offers Basic"},
+				doctor.StepTLS:    {"needs the tunnel (see tunnel)"}},
+			hint:    map[string][]string{doctor.StepTunnel: {"check the user name and password in endpoint.proxy"}},
 			secrets: secrets,
 		},
 		{
@@ -363,8 +352,8 @@ func TestDoctor(t *testing.T) {
 				f.cfg.proxy = sq.URL()
 			},
 			marks:  "✓✓✓✓✓✗---",
-			detail: map[string][]string{stepTunnel: {"the proxy requires authentication", "407", "no credentials were sent"}},
-			hint:   map[string][]string{stepTunnel: {"endpoint.proxy: http://USER:PASSWORD@host:port"}},
+			detail: map[string][]string{doctor.StepTunnel: {"the proxy requires authentication", "407", "no credentials were sent"}},
+			hint:   map[string][]string{doctor.StepTunnel: {"endpoint.proxy: http://USER:PASSWORD@host:port"}},
 		},
 		{
 			name: "squid forbids CONNECT to the endpoint's port",
@@ -373,8 +362,8 @@ func TestDoctor(t *testing.T) {
 				f.cfg.proxy = "http://" + cred + sq.Addr
 			},
 			marks:   "✓✓✓✓✓✗---",
-			detail:  map[string][]string{stepTunnel: {"the proxy forbids CONNECT to localhost:", "403 Forbidden"}},
-			hint:    map[string][]string{stepTunnel: {"ask IT to allow CONNECT to localhost:"}},
+			detail:  map[string][]string{doctor.StepTunnel: {"the proxy forbids CONNECT to localhost:", "403 Forbidden"}},
+			hint:    map[string][]string{doctor.StepTunnel: {"ask IT to allow CONNECT to localhost:"}},
 			secrets: secrets,
 		},
 		{
@@ -383,7 +372,7 @@ func TestDoctor(t *testing.T) {
 				f.cfg.proxy = proxytest.StartTinyproxy(t, alpnPort(t, f)).URL()
 			},
 			marks:  "✓✓✓✓✓✓-✓✓",
-			detail: map[string][]string{stepTunnel: {"no authentication asked"}, stepTLS: {"ALPN x-amzn-http-ca"}},
+			detail: map[string][]string{doctor.StepTunnel: {"no authentication asked"}, doctor.StepTLS: {"ALPN x-amzn-http-ca"}},
 		},
 		{
 			name: "tinyproxy forbids the port",
@@ -391,7 +380,7 @@ func TestDoctor(t *testing.T) {
 				f.cfg.proxy = proxytest.StartTinyproxy(t, portNum(t, f.emu.PlainAddr())).URL()
 			},
 			marks:  "✓✓✓✓✓✗---",
-			detail: map[string][]string{stepTunnel: {"the proxy forbids CONNECT to localhost:", "403 Access violation"}},
+			detail: map[string][]string{doctor.StepTunnel: {"the proxy forbids CONNECT to localhost:", "403 Access violation"}},
 		},
 		{
 			name: "TLS-inspecting man in the middle",
@@ -400,10 +389,10 @@ func TestDoctor(t *testing.T) {
 				f.cfg.proxy = proxytest.StartMITM(t, leaf).URL()
 			},
 			marks: "✓✓✓✓✓✓-✗-",
-			detail: map[string][]string{stepTLS: {
+			detail: map[string][]string{doctor.StepTLS: {
 				`issued by "Corp Inspection CA" (Example Corp)`, "through proxy http://127.0.0.1:", "a TLS-inspecting proxy or firewall is in the way"}},
-			hint: map[string][]string{stepTLS: {"cannot pass TLS inspection", "ask IT for an inspection bypass (no TLS inspection) for localhost"}},
-			check: func(t *testing.T, f *doctorFixture, _ []doctorStep) {
+			hint: map[string][]string{doctor.StepTLS: {"cannot pass TLS inspection", "ask IT for an inspection bypass (no TLS inspection) for localhost"}},
+			check: func(t *testing.T, f *doctorFixture, _ []doctor.Step) {
 				if n := f.emu.Connections(); n != 0 {
 					t.Errorf("the emulator saw %d connections: the device certificate must not get past the MITM", n)
 				}
@@ -415,8 +404,8 @@ func TestDoctor(t *testing.T) {
 				f.cfg.proxy = fmt.Sprintf("http://%s127.0.0.1:%d", cred, proxytest.FreePort(t))
 			},
 			marks:   "✓✓✓✓✗----",
-			detail:  map[string][]string{stepProxy: {"proxy http://alice:xxxxx@127.0.0.1:", "is unreachable", "connection refused"}, stepTunnel: {"needs the proxy"}, stepTLS: {"needs the tunnel (see proxy)"}},
-			hint:    map[string][]string{stepProxy: {"nothing listens there"}},
+			detail:  map[string][]string{doctor.StepProxy: {"proxy http://alice:xxxxx@127.0.0.1:", "is unreachable", "connection refused"}, doctor.StepTunnel: {"needs the proxy"}, doctor.StepTLS: {"needs the tunnel (see proxy)"}},
+			hint:    map[string][]string{doctor.StepProxy: {"nothing listens there"}},
 			secrets: secrets,
 		},
 		{
@@ -428,9 +417,9 @@ func TestDoctor(t *testing.T) {
 			},
 			marks: "✓✓✓✓✓✗---",
 			detail: map[string][]string{
-				stepDNS:    {"endpoint sensor-agent-doctor.test does not resolve here, which is fine: the proxy resolves it"},
-				stepProxy:  {"proxy http://bob:xxxxx@127.0.0.1:", "(from HTTPS_PROXY)"},
-				stepTunnel: {"the proxy forbids CONNECT to sensor-agent-doctor.test:443 (403 Forbidden)"}},
+				doctor.StepDNS:    {"endpoint sensor-agent-doctor.test does not resolve here, which is fine: the proxy resolves it"},
+				doctor.StepProxy:  {"proxy http://bob:xxxxx@127.0.0.1:", "(from HTTPS_PROXY)"},
+				doctor.StepTunnel: {"the proxy forbids CONNECT to sensor-agent-doctor.test:443 (403 Forbidden)"}},
 			secrets: []string{"hunter2"},
 		},
 	}
@@ -451,7 +440,7 @@ func TestDoctor(t *testing.T) {
 				clockState = "synced"
 			}
 			args := append([]string{"-json", "-config", f.cfg.write(t)}, tc.args...)
-			r := runDoctor(t, ctx, append(f.env, doctorClockEnv+"="+clockState), args...)
+			r := runDoctor(t, ctx, f.env, clockState == "synced", args...)
 			steps := doctorJSON(t, r.stdout)
 			defer func() {
 				if t.Failed() {
@@ -462,8 +451,8 @@ func TestDoctor(t *testing.T) {
 			for _, s := range steps {
 				names = append(names, s.Step)
 			}
-			if !slices.Equal(names, doctorSteps) {
-				t.Fatalf("steps %q, want %q", names, doctorSteps)
+			if !slices.Equal(names, doctor.Steps) {
+				t.Fatalf("steps %q, want %q", names, doctor.Steps)
 			}
 			if got := marksOf(steps); got != tc.marks {
 				t.Errorf("marks %s, want %s", got, tc.marks)
@@ -478,19 +467,19 @@ func TestDoctor(t *testing.T) {
 			if r.stderr != "" {
 				t.Errorf("doctor -json wrote to stderr: %s", r.stderr)
 			}
-			byName := map[string]doctorStep{}
+			byName := map[string]doctor.Step{}
 			for _, s := range steps {
 				byName[s.Step] = s
-				if s.Status == statusFail && (s.Detail == "" || s.Hint == "") {
+				if s.Status == doctor.StatusFail && (s.Detail == "" || s.Hint == "") {
 					t.Errorf("failed step %s must say what broke and what to do: detail %q, hint %q", s.Step, s.Detail, s.Hint)
 				}
-				if s.Status == statusSkip && s.Detail == "" {
+				if s.Status == doctor.StatusSkip && s.Detail == "" {
 					t.Errorf("skipped step %s gives no reason", s.Step)
 				}
-				if s.Status != statusFail && s.Step != stepConfig && strings.Contains(s.Detail, "\n") {
+				if s.Status != doctor.StatusFail && s.Step != doctor.StepConfig && strings.Contains(s.Detail, "\n") {
 					t.Errorf("step %s: detail spans lines: %q", s.Step, s.Detail)
 				}
-				if s.DurationMS < 0 || (s.Status == statusSkip && s.DurationMS != 0) {
+				if s.DurationMS < 0 || (s.Status == doctor.StatusSkip && s.DurationMS != 0) {
 					t.Errorf("step %s: duration %v ms", s.Step, s.DurationMS)
 				}
 			}
@@ -542,7 +531,7 @@ func TestDoctorText(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := doctorConfig{host: "localhost", port: portNum(t, emu.ALPNAddr()), alpn: "on", proxy: tc.proxy,
 				cert: pki.Path(iotemu.DeviceCertFile), key: pki.Path(iotemu.DeviceKeyFile), ca: pki.Path(iotemu.CAFile)}.write(t)
-			r := runDoctor(t, ctx, []string{doctorClockEnv + "=synced"}, "-config", cfg)
+			r := runDoctor(t, ctx, nil, true, "-config", cfg)
 			if r.code != tc.code {
 				t.Errorf("exit status %d, want %d", r.code, tc.code)
 			}
@@ -569,37 +558,5 @@ func TestDoctorText(t *testing.T) {
 				t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 			}
 		})
-	}
-}
-
-func TestArnScope(t *testing.T) {
-	for _, tc := range []struct{ host, partition, region string }{
-		{"abc123-ats.iot.us-west-2.amazonaws.com", "aws", "us-west-2"},
-		{"ABC123-ATS.iot.eu-central-1.amazonaws.com.", "aws", "eu-central-1"},
-		{"abc123.iot.ap-southeast-2.amazonaws.com", "aws", "ap-southeast-2"},
-		{"abc123-ats.iot.cn-north-1.amazonaws.com.cn", "aws-cn", "cn-north-1"},
-		{"abc123-ats.iot.us-gov-west-1.amazonaws.com", "aws", "us-gov-west-1"},
-		{"localhost", "aws", "<region>"},
-		{"iot.example.com", "aws", "<region>"},
-	} {
-		if p, r := arnScope(tc.host); p != tc.partition || r != tc.region {
-			t.Errorf("arnScope(%q) = %q, %q, want %q, %q", tc.host, p, r, tc.partition, tc.region)
-		}
-	}
-}
-
-func TestTunnelFailureOnlyNTLM(t *testing.T) {
-	pe := &publisher.ProxyError{Reason: publisher.ProxyAuthRequired, Target: "abc-ats.iot.eu-west-1.amazonaws.com:443",
-		Status: 407, StatusText: "Proxy Authentication Required", Detail: "offers NTLM, Negotiate"}
-	detail, hint := tunnelFailure(pe)
-	for _, w := range []string{"requires authentication", "offers NTLM, Negotiate"} {
-		if !strings.Contains(detail, w) {
-			t.Errorf("detail %q lacks %q", detail, w)
-		}
-	}
-	for _, w := range []string{"offers only NTLM, Negotiate", "Basic", "exemption for abc-ats.iot.eu-west-1.amazonaws.com:443"} {
-		if !strings.Contains(hint, w) {
-			t.Errorf("hint %q lacks %q", hint, w)
-		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,9 +53,7 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		e := cfg.Endpoint
-		pc = publisher.Config{Host: e.Host, Port: e.Port, ALPN: e.ALPN, CertFile: e.CertFile, KeyFile: e.KeyFile,
-			CAFile: e.CAFile, Timeout: e.Timeout.D(), QoS: cfg.Publish.QoS, Proxy: e.Proxy, FallbackPort: e.FallbackPort}
+		pc = cfg.PublisherConfig()
 	}
 	if *proxy != "" {
 		pc.Proxy = *proxy
@@ -69,6 +68,16 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		var err error
 		if msg, err = io.ReadAll(io.LimitReader(os.Stdin, publisher.MaxPayload+1)); err != nil {
 			return fmt.Errorf("read stdin: %w", err)
+		}
+		if len(msg) > publisher.MaxPayload {
+			// More may follow: count it, so that the error states the
+			// real size. If only newlines follow, msg is all of it.
+			size := &messageSize{}
+			_, _ = size.Write(msg)
+			_, _ = io.Copy(size, os.Stdin)
+			if n := size.n - size.newlines; n > publisher.MaxPayload {
+				return fmt.Errorf("message on stdin is %d bytes, limit is %d: split it", n, publisher.MaxPayload)
+			}
 		}
 		msg = []byte(strings.TrimRight(string(msg), "\n"))
 	}
@@ -87,4 +96,18 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "published %d bytes to %s: %d OK traceId %s\n", len(msg), *topic, res.Status, res.TraceID)
 	return nil
+}
+
+// messageSize counts what is written to it, and the newlines it ends
+// with, which are not part of the message.
+type messageSize struct{ n, newlines int64 }
+
+func (m *messageSize) Write(p []byte) (int, error) {
+	m.n += int64(len(p))
+	trimmed := bytes.TrimRight(p, "\n")
+	if len(trimmed) > 0 {
+		m.newlines = 0
+	}
+	m.newlines += int64(len(p) - len(trimmed))
+	return len(p), nil
 }

@@ -60,17 +60,10 @@ func errorMessage(status int) string {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	id, ok := s.startRequest()
+	if !ok {
 		return
 	}
-	s.handlers.Add(1)
-	s.counts.requests++
-	close(s.requested)
-	s.requested = make(chan struct{})
-	id := s.newIDLocked()
-	s.mu.Unlock()
 	defer s.handlers.Done()
 
 	c, _ := r.Context().Value(connKey{}).(*conn)
@@ -82,42 +75,70 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.answerMode(w, r, id, c) {
 		return
 	}
+	msg, ok := s.checkRequest(w, r, id, c)
+	if !ok || !s.readPayload(w, r, id, &msg) {
+		return
+	}
+	msg.Received = time.Now()
+	s.accept(msg)
+	s.reply(w, r, id, msg.Topic)
+}
+
+// startRequest counts a request and gives it its id; ok is false once
+// the server is closed. When ok, the caller calls s.handlers.Done.
+func (s *Server) startRequest() (id string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", false
+	}
+	s.handlers.Add(1)
+	s.counts.requests++
+	close(s.requested)
+	s.requested = make(chan struct{})
+	return s.newIDLocked(), true
+}
+
+// checkRequest judges the request as AWS does before reading its body:
+// authentication, injected faults, the route, the method, the topic and
+// the parameters. It answers a refused request itself (ok false).
+func (s *Server) checkRequest(w http.ResponseWriter, r *http.Request, id string, c *conn) (msg Message, ok bool) {
 	state := c.tls.ConnectionState()
 	// Authentication comes first, as at AWS's front door: on 443 a
 	// connection without x-amzn-http-ca is a SigV4 request without a
 	// signature.
 	if c.listener == ListenerALPN && state.NegotiatedProtocol != publisher.ALPNProtocol {
 		s.fail(w, r, id, http.StatusForbidden, "Missing Authentication Token")
-		return
+		return msg, false
 	}
 	if status, ok := s.injectedStatus(); ok {
 		s.fail(w, r, id, status, errorMessage(status))
-		return
+		return msg, false
 	}
 	escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), "/topics/")
 	if !ok {
 		// AWS's front door answers unknown routes 403 or 404; 404 is
 		// chosen so that a wrong path is not mistaken for a policy denial.
 		s.fail(w, r, id, http.StatusNotFound, "No route for "+r.URL.EscapedPath())
-		return
+		return msg, false
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.fail(w, r, id, http.StatusMethodNotAllowed, "Method "+r.Method+" is not allowed on /topics")
-		return
+		return msg, false
 	}
 	// The topic is one segment with '/' as %2F; raw slashes are accepted
 	// too, as the service does.
 	topic, err := url.PathUnescape(escaped)
 	if err != nil {
 		s.fail(w, r, id, http.StatusBadRequest, "invalid topic encoding: "+err.Error())
-		return
+		return msg, false
 	}
 	if err := publisher.ValidateTopic(topic); err != nil {
 		s.fail(w, r, id, http.StatusBadRequest, err.Error())
-		return
+		return msg, false
 	}
-	msg := Message{
+	msg = Message{
 		Topic:     topic,
 		RequestID: id,
 		ALPN:      state.NegotiatedProtocol,
@@ -129,34 +150,43 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := parseParams(r, &msg); err != nil {
 		s.fail(w, r, id, http.StatusBadRequest, err.Error())
-		return
+		return msg, false
 	}
+	return msg, true
+}
+
+// readPayload reads the body into msg.Payload, or answers why it is
+// refused (false).
+func (s *Server) readPayload(w http.ResponseWriter, r *http.Request, id string, msg *Message) bool {
 	// Strictness the service may not have: a chunked body is refused so
 	// that a client that forgets Content-Length is caught.
 	if r.ContentLength < 0 {
 		s.fail(w, r, id, http.StatusLengthRequired, "Content-Length is required")
-		return
+		return false
 	}
 	if r.ContentLength > publisher.MaxPayload {
 		// Not reading the body: net/http drains a small excess to keep the
 		// connection, or closes it after the reply.
 		s.fail(w, r, id, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("payload of %d bytes exceeds the %d-byte limit", r.ContentLength, publisher.MaxPayload))
-		return
+		return false
 	}
 	payload, err := io.ReadAll(r.Body)
 	if err != nil {
 		s.log.Debug("reading request body failed", "request_id", id, "err", err)
-		return
+		return false
 	}
 	if msg.PayloadFormat == "UTF8_DATA" && !utf8.Valid(payload) {
 		s.fail(w, r, id, http.StatusBadRequest, "payload is not valid UTF-8 but the payload format indicator says UTF8_DATA")
-		return
+		return false
 	}
 	msg.Payload = payload
-	msg.Received = time.Now()
-	s.accept(msg)
+	return true
+}
 
+// reply answers an accepted publish 200, or loses the reply when the
+// faults say so.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, id, topic string) {
 	if s.loseReply() {
 		s.log.Info("losing reply", "request_id", id, "topic", topic)
 		s.pause(r.Context())
