@@ -61,8 +61,8 @@ func init() {
 // aht20Sensor wraps periph's aht20.Dev.
 //
 // periph quirk: aht20.Dev.Halt only stops SenseContinuous, and deadlocks
-// when that goroutine is blocked on its unbuffered channel (periph-notes
-// §1.2). We never call SenseContinuous, and Close does not call Halt
+// when that goroutine is blocked on its unbuffered channel (Halt waits for
+// the goroutine while holding the mutex the goroutine needs). We never call SenseContinuous, and Close does not call Halt
 // either: the AHT20 goes idle by itself after each measurement, so there is
 // nothing to power down.
 type aht20Sensor struct {

@@ -10,7 +10,7 @@ package sensors
 //	  bridge: {bus: "1", address: 0x18}
 //	  resolution: 10             # 9..12 bits, default 12
 //
-// periph quirks handled here (periph-notes §1.2, §1.4):
+// periph quirks handled here (periph.io/x/devices/v3 v3.7.4):
 //
 //   - ds248x.New accepts only 0x18, 0x19, 0x20 and 0x21. The DS2482-800
 //     answers on 0x18..0x1F (AD0..AD2) and the DS2482-100 on 0x18..0x1B, so
