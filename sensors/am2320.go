@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -28,13 +27,13 @@ var DefaultAM2320Opts = AM2320Opts{Bus: "1", Address: int(am2320.SensorAddress)}
 
 // Validate implements Validator.
 func (o *AM2320Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address != int(am2320.SensorAddress) {
-		return fmt.Errorf("address: %#x is not possible; the AM2320's address is fixed at 0x5c (the datasheet's 0xb8 is 0x5c shifted left; remove the key)", o.Address)
-	}
-	return nil
+	return checkI2C(o.Bus, o.Address, am2320Chip, "address: %#x is not possible; the AM2320's address is fixed at 0x5c (the datasheet's 0xb8 is 0x5c shifted left; remove the key)")
+}
+
+// am2320Chip: the AM2320 sleeps between reads and has no ID register.
+var am2320Chip = &I2CChip{
+	Addrs: []uint16{am2320.SensorAddress},
+	What:  "probably an Aosong AM2320 (address 0x5C; a BH1750 with ADDR high uses it too)",
 }
 
 // am2320MinGap is the datasheet's minimum time between two reads.
@@ -48,14 +47,12 @@ var am2320Limits = map[string]Range{
 
 func init() {
 	Register(Driver{
-		Name: "am2320",
-		Doc:  "Aosong AM2320 on I²C (fixed address 0x5c; interval 3s or more): temperature_c, humidity_pct",
-		NewOpts: func() any {
-			o := DefaultAM2320Opts
-			return &o
-		},
-		Open:   openAM2320,
-		Limits: am2320Limits,
+		Name:    "am2320",
+		Doc:     "Aosong AM2320 on I²C (fixed address 0x5c; interval 3s or more): temperature_c, humidity_pct",
+		NewOpts: defaults(DefaultAM2320Opts),
+		Open:    openAM2320,
+		Limits:  am2320Limits,
+		I2C:     am2320Chip,
 	})
 }
 
@@ -86,18 +83,14 @@ func openAM2320(ctx context.Context, env Env, opts any) (Sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: am2320 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
+	c, err := openI2C(ctx, env, "am2320", o.Bus, o.Address)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+		return nil, err
 	}
 	// No I/O here: the AM2320 cannot be probed without a full read, and a
 	// read now would make the scheduler's first Read come too soon. A
 	// missing sensor shows up as a read error.
-	return &am2320Sensor{id: id, dev: &i2c.Dev{Bus: bus, Addr: uint16(o.Address)}}, nil
+	return &am2320Sensor{id: c.id, dev: c.dev()}, nil
 }
 
 func (s *am2320Sensor) Read(ctx context.Context) (Values, error) {
@@ -133,13 +126,13 @@ func (s *am2320Sensor) readRegisters(ctx context.Context) ([]byte, error) {
 	// Wake-up: the sensor sleeps between reads and does not acknowledge
 	// this write while it wakes, so its error means nothing.
 	_ = s.dev.Tx([]byte{0x00}, nil)
-	if err := i2cSleepUntil(ctx, time.Now().Add(10*time.Millisecond)); err != nil {
+	if err := sleepUntil(ctx, time.Now().Add(10*time.Millisecond)); err != nil {
 		return nil, err
 	}
 	if err := s.dev.Tx([]byte{0x03, 0x00, 0x04}, nil); err != nil {
 		return nil, fmt.Errorf("send read command: %w", err)
 	}
-	if err := i2cSleepUntil(ctx, time.Now().Add(2*time.Millisecond)); err != nil {
+	if err := sleepUntil(ctx, time.Now().Add(2*time.Millisecond)); err != nil {
 		return nil, err
 	}
 	// 0x03, 0x04, 4 data bytes, CRC low, CRC high.
@@ -167,7 +160,7 @@ func am2320Values(d []byte) (Values, error) {
 		c = -c
 	}
 	v := Values{TemperatureC: round2(c), HumidityPct: round2(float64(rh) / 10)}
-	if err := i2cCheckLimits(v, am2320Limits); err != nil {
+	if err := checkLimits(v, am2320Limits); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -192,9 +185,4 @@ func am2320CRC16(b []byte) uint16 {
 
 // Close forgets the device: the AM2320 goes back to sleep by itself after
 // each read, so there is nothing to power down. It is idempotent; the bus stays open (shared).
-func (s *am2320Sensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dev = nil
-	return nil
-}
+func (s *am2320Sensor) Close() error { return closeForget(&s.mu, &s.dev) }

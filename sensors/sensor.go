@@ -11,7 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
+	"reflect"
 	"regexp"
 	"sort"
 	"sync"
@@ -63,6 +63,9 @@ type Driver struct {
 	// reading outside it (0 K, the 85 °C power-on value, RH over 100 %)
 	// is an error, never data. Users may override them per sensor.
 	Limits map[string]Range
+	// I2C says where an I²C chip answers and how scan recognises it; nil
+	// for drivers that are not on I²C.
+	I2C *I2CChip
 }
 
 // ValueName is what a value name must look like: lowercase letters,
@@ -176,17 +179,20 @@ func openOpts[T any](env Env, driver string, opts any) (*T, error) {
 	return o, nil
 }
 
-// round2 rounds to 2 decimals: finer digits are noise for every sensor here
-// and only bloat the published JSON.
-func round2(v float64) float64 {
-	return math.Round(v*100) / 100
+// defaults is a Driver's NewOpts: a fresh copy of the driver's default
+// options on each call.
+func defaults[T any](def T) func() any {
+	return func() any {
+		o := def
+		return &o
+	}
 }
 
-// checkRange rejects physically implausible readings: periph drivers turn
-// bus glitches and dead sensors into numbers rather than errors.
-func checkRange(name string, v, lo, hi float64) error {
-	if math.IsNaN(v) || v < lo || v > hi {
-		return fmt.Errorf("implausible %s %g (valid %g..%g)", name, v, lo, hi)
+// or returns f, or def when f is nil: an options struct's test seam (a
+// func) or the real thing.
+func or[F any](f, def F) F {
+	if reflect.ValueOf(&f).Elem().IsNil() {
+		return def
 	}
-	return nil
+	return f
 }
