@@ -97,13 +97,10 @@ func (o *HX711Opts) Validate() error {
 
 func init() {
 	Register(Driver{
-		Name: "hx711",
-		Doc:  "Avia HX711 load-cell ADC on two GPIO pins: one value, (raw - tare) × scale (default weight_kg)",
-		NewOpts: func() any {
-			o := DefaultHX711Opts
-			return &o
-		},
-		Open: openHX711,
+		Name:    "hx711",
+		Doc:     "Avia HX711 load-cell ADC on two GPIO pins: one value, (raw - tare) × scale (default weight_kg)",
+		NewOpts: defaults(DefaultHX711Opts),
+		Open:    openHX711,
 		// No Limits: the value is named and scaled by the user.
 	})
 }

@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -54,10 +53,6 @@ const (
 	scd4xReadWait = 1500 * time.Millisecond
 	scd4xPoll     = 250 * time.Millisecond
 )
-
-// errWarmingUp marks an error that only says a sensor has no first
-// measurement yet (scd4x in its first 5 s, sgp30 during IAQ init).
-var errWarmingUp = errors.New("warming up")
 
 func init() {
 	Register(Driver{

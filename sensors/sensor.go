@@ -42,6 +42,10 @@ type Sensor interface {
 // ErrDone tells the scheduler that a sensor has finished for good.
 var ErrDone = errors.New("no more readings")
 
+// errWarmingUp marks an error that only says a sensor has no first
+// measurement yet (scd4x in its first 5 s, sgp30 during IAQ init).
+var errWarmingUp = errors.New("warming up")
+
 // Driver is a registry entry: how to make options and how to open a device.
 type Driver struct {
 	// Name is the value of a sensor's `driver:` key.
