@@ -74,6 +74,9 @@ func openDS18B20(ctx context.Context, env Env, opts any) (Sensor, error) {
 		return nil, fmt.Errorf("%s: ds18b20: open: %w", env.Name, err)
 	}
 	devices := filepath.Join(env.SysFS, "bus", "w1", "devices")
+	if _, err := os.Stat(devices); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: ds18b20: open: %w", env.Name, noOneWireBus(devices, err))
+	}
 	rom := o.ID
 	if rom == "" {
 		found, err := filepath.Glob(filepath.Join(devices, "28-*"))
