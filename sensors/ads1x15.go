@@ -66,7 +66,7 @@ type ADS1x15Channel struct {
 // Channels has no default: it depends on the wiring.
 var DefaultADS1x15Opts = ADS1x15Opts{
 	Bus:     "1",
-	Address: 0x48,
+	Address: int(ads1x15Chip.Addrs[0]),
 	Chip:    "ads1115",
 }
 

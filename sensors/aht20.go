@@ -11,19 +11,19 @@ import (
 
 // AHT20Opts configures the aht20 driver (ASAIR AHT20 temperature and
 // humidity sensor).
-type AHT20Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is fixed at 0x38 by the chip. The key exists so that a
-	// config copied from another sensor gets a clear error, not a silent
-	// read from the wrong part.
-	Address int `yaml:"address"`
-}
+//
+// Its address is fixed at 0x38 by the chip. The address key exists so
+// that a config copied from another sensor gets a clear error, not a
+// silent read from the wrong part.
+type AHT20Opts I2COpts
 
 // DefaultAHT20Opts are the defaults NewOpts returns for aht20.
-var DefaultAHT20Opts = AHT20Opts{Bus: "1", Address: 0x38}
+var DefaultAHT20Opts = AHT20Opts(defaultI2COpts(aht20Chip))
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *AHT20Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *AHT20Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, aht20Chip, "address: %#x is not possible; the AHT20's address is fixed at 0x38 (remove the key, or use a pca9548 mux for a second AHT20)")
 }
@@ -67,11 +67,7 @@ type aht20Sensor struct {
 var _ Sensor = (*aht20Sensor)(nil)
 
 func openAHT20(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[AHT20Opts](env, "aht20", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "aht20", o.Bus, o.Address)
+	_, c, err := openI2COpts[AHT20Opts](ctx, env, "aht20", opts)
 	if err != nil {
 		return nil, err
 	}

@@ -13,19 +13,19 @@ import (
 // AM2320Opts configures the am2320 driver (Aosong AM2320 temperature and
 // humidity sensor). The sensor must not be read more often than every 2 s;
 // give it an interval of 3s or more (a faster Read is an error).
-type AM2320Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is fixed at 0x5c by the chip (its datasheet's 0xb8 is the
-	// same address shifted left). The key exists so that a wrong value gets
-	// a clear error.
-	Address int `yaml:"address"`
-}
+//
+// Its address is fixed at 0x5c by the chip (its datasheet's 0xb8 is the
+// same address shifted left). The address key exists so that a wrong
+// value gets a clear error.
+type AM2320Opts I2COpts
 
 // DefaultAM2320Opts are the defaults NewOpts returns for am2320.
-var DefaultAM2320Opts = AM2320Opts{Bus: "1", Address: int(am2320.SensorAddress)}
+var DefaultAM2320Opts = AM2320Opts(defaultI2COpts(am2320Chip))
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *AM2320Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *AM2320Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, am2320Chip, "address: %#x is not possible; the AM2320's address is fixed at 0x5c (the datasheet's 0xb8 is 0x5c shifted left; remove the key)")
 }
@@ -79,11 +79,7 @@ type am2320Sensor struct {
 var _ Sensor = (*am2320Sensor)(nil)
 
 func openAM2320(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[AM2320Opts](env, "am2320", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "am2320", o.Bus, o.Address)
+	_, c, err := openI2COpts[AM2320Opts](ctx, env, "am2320", opts)
 	if err != nil {
 		return nil, err
 	}

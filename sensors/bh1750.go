@@ -26,7 +26,7 @@ type BH1750Opts struct {
 }
 
 // DefaultBH1750Opts are the defaults NewOpts returns for bh1750.
-var DefaultBH1750Opts = BH1750Opts{Bus: "1", Address: int(bh1750.I2CAddr), Mode: "high"}
+var DefaultBH1750Opts = BH1750Opts{Bus: "1", Address: int(bh1750Chip.Addrs[0]), Mode: "high"}
 
 // bh1750Modes are the continuous modes. (The one-time modes would need a
 // command and a wait on every read; continuous high resolution draws
@@ -42,6 +42,9 @@ var bh1750Modes = map[string]struct {
 }
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *BH1750Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *BH1750Opts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, bh1750Chip, "address: %#x is not a BH1750 address; use 0x23 (ADDR low) or 0x5c (ADDR high)"); err != nil {
 		return err
@@ -95,11 +98,7 @@ type bh1750Sensor struct {
 var _ Sensor = (*bh1750Sensor)(nil)
 
 func openBH1750(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[BH1750Opts](env, "bh1750", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "bh1750", o.Bus, o.Address)
+	o, c, err := openI2COpts[BH1750Opts](ctx, env, "bh1750", opts)
 	if err != nil {
 		return nil, err
 	}

@@ -24,7 +24,7 @@ type BMxx80Opts struct {
 // DefaultBMxx80Opts are the defaults NewOpts returns for bme280 and bmp280.
 var DefaultBMxx80Opts = BMxx80Opts{
 	Bus:          "1",
-	Address:      0x76,
+	Address:      int(bmxx80Chips["bme280"].Addrs[0]),
 	Oversampling: 4, // bmxx80.DefaultOpts
 }
 

@@ -28,13 +28,16 @@ type CCS811Opts struct {
 // DefaultCCS811Opts are the defaults NewOpts returns for ccs811.
 var DefaultCCS811Opts = CCS811Opts{
 	Bus:     "1",
-	Address: 0x5a,
+	Address: int(ccs811Chip.Addrs[0]),
 	Mode:    1, // ccs811.DefaultOpts
 }
 
 var ccs811Modes = map[int]string{1: "every second", 2: "every 10 s", 3: "every 60 s"}
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *CCS811Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *CCS811Opts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, ccs811Chip, "address: %#x is not a CCS811 address; use 0x5a (ADDR low) or 0x5b (ADDR high)"); err != nil {
 		return err
@@ -133,11 +136,7 @@ type ccs811Sensor struct {
 var _ Sensor = (*ccs811Sensor)(nil)
 
 func openCCS811(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[CCS811Opts](env, "ccs811", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "ccs811", o.Bus, o.Address)
+	o, c, err := openI2COpts[CCS811Opts](ctx, env, "ccs811", opts)
 	if err != nil {
 		return nil, err
 	}

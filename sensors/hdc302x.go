@@ -24,7 +24,7 @@ type HDC302xOpts struct {
 // DefaultHDC302xOpts are the defaults NewOpts returns for hdc302x.
 var DefaultHDC302xOpts = HDC302xOpts{
 	Bus:        "1",
-	Address:    int(hdc302x.DefaultSensorAddress),
+	Address:    int(hdc302xChip.Addrs[0]),
 	SampleRate: 1,
 }
 
@@ -39,6 +39,9 @@ var hdc302xRates = map[float64]hdc302x.SampleRate{
 }
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *HDC302xOpts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *HDC302xOpts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, hdc302xChip, "address: %#x is not an HDC302x address; use 0x44..0x47 (ADDR and ADDR1 pins; 0x44 with both low)"); err != nil {
 		return err
@@ -87,11 +90,7 @@ type hdc302xSensor struct {
 var _ Sensor = (*hdc302xSensor)(nil)
 
 func openHDC302x(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[HDC302xOpts](env, "hdc302x", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "hdc302x", o.Bus, o.Address)
+	o, c, err := openI2COpts[HDC302xOpts](ctx, env, "hdc302x", opts)
 	if err != nil {
 		return nil, err
 	}

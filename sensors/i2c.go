@@ -47,6 +47,22 @@ func span(lo, hi uint16) []uint16 {
 	return out
 }
 
+// I2COpts are the options of an I²C chip that needs no others: the
+// AHT20Opts, AM2320Opts, MCP9808Opts and TMP102Opts types are I2COpts.
+type I2COpts struct {
+	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
+	Bus string `yaml:"bus"`
+	// Address is the chip's address; the driver's options type says which
+	// addresses it can have.
+	Address int `yaml:"address"`
+}
+
+// defaultI2COpts are the default options of chip: bus 1 and the chip's
+// default address.
+func defaultI2COpts(chip *I2CChip) I2COpts {
+	return I2COpts{Bus: "1", Address: int(chip.Addrs[0])}
+}
+
 // errNoBus is the Validate error of an I²C driver's empty bus option.
 var errNoBus = errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
 
@@ -89,6 +105,29 @@ func (c *i2cConn) open(ctx context.Context, env Env) error {
 	}
 	c.bus = bus
 	return nil
+}
+
+// i2cOptions are options that name a bus and an address.
+type i2cOptions interface {
+	target() (bus string, addr int)
+}
+
+// openI2COpts is the start of an I²C driver's Open: the options checked
+// (see openOpts), the sensor named and the bus opened.
+func openI2COpts[T any, P interface {
+	*T
+	i2cOptions
+}](ctx context.Context, env Env, chip string, opts any) (P, *i2cConn, error) {
+	o, err := openOpts[T](env, chip, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	bus, addr := P(o).target()
+	c, err := openI2C(ctx, env, chip, bus, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return o, c, nil
 }
 
 // openI2C is newI2CConn and open.

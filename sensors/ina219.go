@@ -33,7 +33,7 @@ type INA219Opts struct {
 // ina219.DefaultOpts: 0.1 Ω, 3.2 A).
 var DefaultINA219Opts = INA219Opts{
 	Bus:         "1",
-	Address:     0x40,
+	Address:     int(ina219Chip.Addrs[0]),
 	ShuntOhms:   0.1,
 	MaxCurrentA: 3.2,
 }
@@ -73,6 +73,9 @@ func ina219Resistance(ohms float64) physic.ElectricResistance {
 }
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *INA219Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *INA219Opts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, ina219Chip, "address: %#x is not an INA219 address; use 0x40..0x4f (A0 and A1 pins; 0x40 with both to GND)"); err != nil {
 		return err
@@ -149,11 +152,7 @@ type ina219Sensor struct {
 var _ Sensor = (*ina219Sensor)(nil)
 
 func openINA219(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[INA219Opts](env, "ina219", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "ina219", o.Bus, o.Address)
+	o, c, err := openI2COpts[INA219Opts](ctx, env, "ina219", opts)
 	if err != nil {
 		return nil, err
 	}

@@ -10,17 +10,17 @@ import (
 )
 
 // MCP9808Opts configures the mcp9808 driver (Microchip MCP9808).
-type MCP9808Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is 0x18..0x1f, set by the A0-A2 pins (0x18 with all low).
-	Address int `yaml:"address"`
-}
+//
+// Its address is 0x18..0x1f, set by the A0-A2 pins (0x18 with all low).
+type MCP9808Opts I2COpts
 
 // DefaultMCP9808Opts are the defaults NewOpts returns for mcp9808.
-var DefaultMCP9808Opts = MCP9808Opts{Bus: "1", Address: 0x18}
+var DefaultMCP9808Opts = MCP9808Opts(defaultI2COpts(mcp9808Chip))
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *MCP9808Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *MCP9808Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, mcp9808Chip, "address: %#x is not an MCP9808 address; use 0x18..0x1f (A0-A2 pins; 0x18 with all low)")
 }
@@ -73,11 +73,7 @@ type mcp9808Sensor struct {
 var _ Sensor = (*mcp9808Sensor)(nil)
 
 func openMCP9808(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[MCP9808Opts](env, "mcp9808", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "mcp9808", o.Bus, o.Address)
+	o, c, err := openI2COpts[MCP9808Opts](ctx, env, "mcp9808", opts)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,9 @@ type SCD4xOpts struct {
 var DefaultSCD4xOpts = SCD4xOpts{Bus: "1"}
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *SCD4xOpts) target() (string, int) { return o.Bus, int(scd4x.SensorAddress) }
+
 func (o *SCD4xOpts) Validate() error {
 	if o.Bus == "" {
 		return errNoBus
@@ -85,11 +88,7 @@ type scd4xSensor struct {
 var _ Sensor = (*scd4xSensor)(nil)
 
 func openSCD4x(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[SCD4xOpts](env, "scd4x", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "scd4x", o.Bus, int(scd4x.SensorAddress))
+	_, c, err := openI2COpts[SCD4xOpts](ctx, env, "scd4x", opts)
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,9 @@ type SGP30Opts struct {
 var DefaultSGP30Opts = SGP30Opts{Bus: "1"}
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *SGP30Opts) target() (string, int) { return o.Bus, sgp30Addr }
+
 func (o *SGP30Opts) Validate() error {
 	if o.Bus == "" {
 		return errNoBus
@@ -125,11 +128,7 @@ type sgp30Sensor struct {
 var _ Sensor = (*sgp30Sensor)(nil)
 
 func openSGP30(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[SGP30Opts](env, "sgp30", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "sgp30", o.Bus, sgp30Addr)
+	o, c, err := openI2COpts[SGP30Opts](ctx, env, "sgp30", opts)
 	if err != nil {
 		return nil, err
 	}

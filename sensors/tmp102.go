@@ -10,18 +10,18 @@ import (
 )
 
 // TMP102Opts configures the tmp102 driver (TI TMP102; also TMP112).
-type TMP102Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is 0x48..0x4b, set by wiring the ADD0 pin to GND, V+, SDA or
-	// SCL.
-	Address int `yaml:"address"`
-}
+//
+// Its address is 0x48..0x4b, set by wiring the ADD0 pin to GND, V+, SDA
+// or SCL.
+type TMP102Opts I2COpts
 
 // DefaultTMP102Opts are the defaults NewOpts returns for tmp102.
-var DefaultTMP102Opts = TMP102Opts{Bus: "1", Address: 0x48}
+var DefaultTMP102Opts = TMP102Opts(defaultI2COpts(tmp102Chip))
 
 // Validate implements Validator.
+// target implements i2cOptions.
+func (o *TMP102Opts) target() (string, int) { return o.Bus, o.Address }
+
 func (o *TMP102Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, tmp102Chip, "address: %#x is not a TMP102 address; use 0x48..0x4b (ADD0 to GND, V+, SDA or SCL)")
 }
@@ -80,11 +80,7 @@ type tmp102Sensor struct {
 var _ Sensor = (*tmp102Sensor)(nil)
 
 func openTMP102(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[TMP102Opts](env, "tmp102", opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := openI2C(ctx, env, "tmp102", o.Bus, o.Address)
+	_, c, err := openI2COpts[TMP102Opts](ctx, env, "tmp102", opts)
 	if err != nil {
 		return nil, err
 	}
