@@ -148,6 +148,7 @@ func hx711Opts(gain, samples, tare int, scale float64, name string) *HX711Opts {
 }
 
 func TestHX711Read(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		opts    *HX711Opts
@@ -239,6 +240,7 @@ func TestHX711Read(t *testing.T) {
 }
 
 func TestHX711Errors(t *testing.T) {
+	t.Parallel()
 	const id = "t: hx711 GPIO5/GPIO6: "
 	for _, tc := range []struct {
 		name    string
@@ -314,6 +316,7 @@ func TestHX711Errors(t *testing.T) {
 }
 
 func TestHX711Validate(t *testing.T) {
+	t.Parallel()
 	ok := func(f func(o *HX711Opts)) *HX711Opts {
 		o := hx711Opts(128, 5, 0, 0.001, "weight_kg")
 		f(o)

@@ -90,14 +90,17 @@ func (c *sgp30Clock) set(d time.Duration) {
 	c.t = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(d)
 }
 
-// useSGP30Fake returns options that run the fake with a clock of its own.
+// useSGP30Fake returns options that run the fake with a clock and a bus
+// lock of its own, so the tests can run in parallel.
 func useSGP30Fake(f *sgp30Fake) (*SGP30Opts, *sgp30Clock) {
 	c := &sgp30Clock{}
 	c.set(0)
-	return &SGP30Opts{Bus: "1", start: f.start, now: c.now}, c
+	lock := &sync.Mutex{}
+	return &SGP30Opts{Bus: "1", start: f.start, now: c.now, busLock: func(string) sync.Locker { return lock }}, c
 }
 
 func TestSGP30Lifecycle(t *testing.T) {
+	t.Parallel()
 	const id = "t: sgp30 /dev/i2c-1 0x58: read: "
 	ops := []i2ctest.IO{
 		sgp30FeatureCmd, sgp30Feature, sgp30Init,
@@ -178,6 +181,7 @@ func TestSGP30Lifecycle(t *testing.T) {
 // TestSGP30CloseDuringInit: Close while periph still sleeps in NewI2C; its
 // late iaq_init must not reach the bus.
 func TestSGP30CloseDuringInit(t *testing.T) {
+	t.Parallel()
 	f := newSGP30Fake()
 	f.release = make(chan struct{}) // never released: the sleep is cut short by Close
 	o, _ := useSGP30Fake(f)
@@ -201,6 +205,7 @@ func TestSGP30CloseDuringInit(t *testing.T) {
 }
 
 func TestSGP30InitFails(t *testing.T) {
+	t.Parallel()
 	f := newSGP30Fake()
 	o, _ := useSGP30Fake(f)
 	pb := &i2ctest.Playback{Ops: []i2ctest.IO{sgp30FeatureCmd, sgp30Feature}}
@@ -221,6 +226,7 @@ func TestSGP30InitFails(t *testing.T) {
 }
 
 func TestSGP30OpenErrors(t *testing.T) {
+	t.Parallel()
 	const id = "t: sgp30 /dev/i2c-1 0x58: open: "
 	const hint = "no device answered; check the wiring and the address (i2cdetect -y 1): "
 	for _, tc := range []struct {
