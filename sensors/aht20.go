@@ -20,10 +20,10 @@ type AHT20Opts I2COpts
 // DefaultAHT20Opts are the defaults NewOpts returns for aht20.
 var DefaultAHT20Opts = AHT20Opts(defaultI2COpts(aht20Chip))
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *AHT20Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *AHT20Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, aht20Chip, "address: %#x is not possible; the AHT20's address is fixed at 0x38 (remove the key, or use a pca9548 mux for a second AHT20)")
 }

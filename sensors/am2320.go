@@ -22,10 +22,10 @@ type AM2320Opts I2COpts
 // DefaultAM2320Opts are the defaults NewOpts returns for am2320.
 var DefaultAM2320Opts = AM2320Opts(defaultI2COpts(am2320Chip))
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *AM2320Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *AM2320Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, am2320Chip, "address: %#x is not possible; the AM2320's address is fixed at 0x5c (the datasheet's 0xb8 is 0x5c shifted left; remove the key)")
 }

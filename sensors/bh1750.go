@@ -41,10 +41,10 @@ var bh1750Modes = map[string]struct {
 	"low":   {bh1750.ContinuousLowResMode, 24 * time.Millisecond, 1.2},
 }
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *BH1750Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *BH1750Opts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, bh1750Chip, "address: %#x is not a BH1750 address; use 0x23 (ADDR low) or 0x5c (ADDR high)"); err != nil {
 		return err

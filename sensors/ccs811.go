@@ -34,10 +34,10 @@ var DefaultCCS811Opts = CCS811Opts{
 
 var ccs811Modes = map[int]string{1: "every second", 2: "every 10 s", 3: "every 60 s"}
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *CCS811Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *CCS811Opts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, ccs811Chip, "address: %#x is not a CCS811 address; use 0x5a (ADDR low) or 0x5b (ADDR high)"); err != nil {
 		return err

@@ -38,10 +38,10 @@ var hdc302xRates = map[float64]hdc302x.SampleRate{
 	10:  hdc302x.Rate10Hertz,
 }
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *HDC302xOpts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *HDC302xOpts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, hdc302xChip, "address: %#x is not an HDC302x address; use 0x44..0x47 (ADDR and ADDR1 pins; 0x44 with both low)"); err != nil {
 		return err

@@ -72,10 +72,10 @@ func ina219Resistance(ohms float64) physic.ElectricResistance {
 	return physic.ElectricResistance(math.Round(ohms * float64(physic.Ohm)))
 }
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *INA219Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *INA219Opts) Validate() error {
 	if err := checkI2C(o.Bus, o.Address, ina219Chip, "address: %#x is not an INA219 address; use 0x40..0x4f (A0 and A1 pins; 0x40 with both to GND)"); err != nil {
 		return err

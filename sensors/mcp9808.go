@@ -17,10 +17,10 @@ type MCP9808Opts I2COpts
 // DefaultMCP9808Opts are the defaults NewOpts returns for mcp9808.
 var DefaultMCP9808Opts = MCP9808Opts(defaultI2COpts(mcp9808Chip))
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *MCP9808Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *MCP9808Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, mcp9808Chip, "address: %#x is not an MCP9808 address; use 0x18..0x1f (A0-A2 pins; 0x18 with all low)")
 }

@@ -21,10 +21,10 @@ type SCD4xOpts struct {
 // DefaultSCD4xOpts are the defaults NewOpts returns for scd4x.
 var DefaultSCD4xOpts = SCD4xOpts{Bus: "1"}
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *SCD4xOpts) target() (string, int) { return o.Bus, int(scd4x.SensorAddress) }
 
+// Validate implements Validator.
 func (o *SCD4xOpts) Validate() error {
 	if o.Bus == "" {
 		return errNoBus

@@ -1,5 +1,18 @@
 // Package sensors turns periph devices into readings: a small context-first
-// Sensor interface, a registry of drivers by name, and one file per driver.
+// Sensor interface, a registry of drivers by name, and one file per driver
+// (chip family) with its test. A driver registers a Driver from its init;
+// an I²C driver's Driver carries its chip's addresses and identification
+// (I2CChip), which `sensor-agent scan` reads.
+//
+// Drivers share helpers only through files of their own: sensor.go (the
+// registry, options), i2c.go (opening a bus, options checks, I²C hints),
+// txtap.go (watching periph's transactions), physic.go (the Read of
+// periph's physic.SenseEnv devices), close.go (Close), wait.go (waiting
+// with a context), values.go (rounding, range checks), pin.go (GPIO
+// inputs), sysfs.go (kernel files), hosterr.go (periph's host errors
+// turned into advice), env.go (the host) and open.go (what Open adds
+// around every driver). A driver file never uses another driver file's
+// private helpers.
 //
 // The agent owns timing: drivers never use periph's SenseContinuous. A Read
 // may block inside periph (which has no context); the scheduler enforces the

@@ -35,10 +35,10 @@ type SGP30Opts struct {
 // DefaultSGP30Opts are the defaults NewOpts returns for sgp30.
 var DefaultSGP30Opts = SGP30Opts{Bus: "1"}
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *SGP30Opts) target() (string, int) { return o.Bus, sgp30Addr }
 
+// Validate implements Validator.
 func (o *SGP30Opts) Validate() error {
 	if o.Bus == "" {
 		return errNoBus

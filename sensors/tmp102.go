@@ -18,10 +18,10 @@ type TMP102Opts I2COpts
 // DefaultTMP102Opts are the defaults NewOpts returns for tmp102.
 var DefaultTMP102Opts = TMP102Opts(defaultI2COpts(tmp102Chip))
 
-// Validate implements Validator.
 // target implements i2cOptions.
 func (o *TMP102Opts) target() (string, int) { return o.Bus, o.Address }
 
+// Validate implements Validator.
 func (o *TMP102Opts) Validate() error {
 	return checkI2C(o.Bus, o.Address, tmp102Chip, "address: %#x is not a TMP102 address; use 0x48..0x4b (ADD0 to GND, V+, SDA or SCL)")
 }
