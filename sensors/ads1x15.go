@@ -66,7 +66,7 @@ type ADS1x15Channel struct {
 // Channels has no default: it depends on the wiring.
 var DefaultADS1x15Opts = ADS1x15Opts{
 	Bus:     "1",
-	Address: 0x48,
+	Address: int(ads1x15Chip.Addrs[0]),
 	Chip:    "ads1115",
 }
 
@@ -122,11 +122,8 @@ func (c *ADS1x15Channel) fullScale() float64 {
 
 // Validate implements Validator.
 func (o *ADS1x15Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address < 0x48 || o.Address > 0x4b {
-		return fmt.Errorf("address: %#x is not an ADS1x15 address; use 0x48..0x4b (ADDR to GND, VDD, SDA or SCL)", o.Address)
+	if err := checkI2C(o.Bus, o.Address, ads1x15Chip, "address: %#x is not an ADS1x15 address; use 0x48..0x4b (ADDR to GND, VDD, SDA or SCL)"); err != nil {
+		return err
 	}
 	rates, ok := ads1x15Rates[o.Chip]
 	if !ok {
@@ -168,6 +165,17 @@ func (o *ADS1x15Opts) Validate() error {
 	return nil
 }
 
+// ads1x15Chip: 0x48..0x4b by the ADDR pin; the configuration register
+// reads 0x8583 after reset.
+var ads1x15Chip = &I2CChip{
+	Addrs: span(0x48, 0x4b),
+	Identify: func(b I2CBus, addr uint16) bool {
+		v, ok := readReg16(b, addr, 0x01)
+		return ok && v == 0x8583
+	},
+	What: "TI ADS1115/ADS1015 (config 0x8583 after reset)",
+}
+
 func ads1x15List(v []int) string {
 	s := make([]string, len(v))
 	for i, x := range v {
@@ -178,13 +186,11 @@ func ads1x15List(v []int) string {
 
 func init() {
 	Register(Driver{
-		Name: "ads1x15",
-		Doc:  "TI ADS1115/ADS1015 ADC on I²C: one named value per channel, volts × scale + offset (e.g. a 4-20 mA loop or a soil-moisture probe)",
-		NewOpts: func() any {
-			o := DefaultADS1x15Opts
-			return &o
-		},
-		Open: openADS1x15,
+		Name:    "ads1x15",
+		Doc:     "TI ADS1115/ADS1015 ADC on I²C: one named value per channel, volts × scale + offset (e.g. a 4-20 mA loop or a soil-moisture probe)",
+		NewOpts: defaults(DefaultADS1x15Opts),
+		Open:    openADS1x15,
+		I2C:     ads1x15Chip,
 		// No Limits: the values are named by the user; each channel's
 		// min and max are checked by the driver.
 	})
@@ -224,16 +230,13 @@ func openADS1x15(ctx context.Context, env Env, opts any) (Sensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: %s %s %#x", env.Name, o.Chip, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
+	c, err := openI2C(ctx, env, o.Chip, o.Bus, o.Address)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+		return nil, err
 	}
-	s := &ads1x15Sensor{id: id, addr: uint16(o.Address), bus: bus, max: 0x7fff, sleep: time.Sleep}
-	tap := &txTap{Bus: bus, before: s.awaitConversion}
+	id := c.id
+	s := &ads1x15Sensor{id: id, addr: c.addr, bus: c.bus, max: 0x7fff, sleep: time.Sleep}
+	tap := &txTap{Bus: c.bus, before: s.awaitConversion}
 	popts := &ads1x15.Opts{I2cAddress: s.addr}
 	var dev *ads1x15.Dev
 	if o.Chip == "ads1015" {
@@ -248,8 +251,8 @@ func openADS1x15(ctx context.Context, env Env, opts any) (Sensor, error) {
 	// periph's constructors never touch the bus: read the config register
 	// so a missing chip is an open error, not a read error.
 	cfg := make([]byte, 2)
-	if err := bus.Tx(s.addr, []byte{0x01}, cfg); err != nil {
-		return nil, tapOpenErr(id, o.Bus, fmt.Errorf("read config register: %w", err))
+	if err := c.bus.Tx(s.addr, []byte{0x01}, cfg); err != nil {
+		return nil, c.openErr(fmt.Errorf("read config register: %w", err))
 	}
 	for i, c := range o.Channels {
 		maxV := physic.ElectricPotential(math.Round(c.maxV() * float64(physic.Volt)))

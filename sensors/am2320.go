@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -14,27 +13,27 @@ import (
 // AM2320Opts configures the am2320 driver (Aosong AM2320 temperature and
 // humidity sensor). The sensor must not be read more often than every 2 s;
 // give it an interval of 3s or more (a faster Read is an error).
-type AM2320Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is fixed at 0x5c by the chip (its datasheet's 0xb8 is the
-	// same address shifted left). The key exists so that a wrong value gets
-	// a clear error.
-	Address int `yaml:"address"`
-}
+//
+// Its address is fixed at 0x5c by the chip (its datasheet's 0xb8 is the
+// same address shifted left). The address key exists so that a wrong
+// value gets a clear error.
+type AM2320Opts I2COpts
 
 // DefaultAM2320Opts are the defaults NewOpts returns for am2320.
-var DefaultAM2320Opts = AM2320Opts{Bus: "1", Address: int(am2320.SensorAddress)}
+var DefaultAM2320Opts = AM2320Opts(defaultI2COpts(am2320Chip))
+
+// target implements i2cOptions.
+func (o *AM2320Opts) target() (string, int) { return o.Bus, o.Address }
 
 // Validate implements Validator.
 func (o *AM2320Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address != int(am2320.SensorAddress) {
-		return fmt.Errorf("address: %#x is not possible; the AM2320's address is fixed at 0x5c (the datasheet's 0xb8 is 0x5c shifted left; remove the key)", o.Address)
-	}
-	return nil
+	return checkI2C(o.Bus, o.Address, am2320Chip, "address: %#x is not possible; the AM2320's address is fixed at 0x5c (the datasheet's 0xb8 is 0x5c shifted left; remove the key)")
+}
+
+// am2320Chip: the AM2320 sleeps between reads and has no ID register.
+var am2320Chip = &I2CChip{
+	Addrs: []uint16{am2320.SensorAddress},
+	What:  "probably an Aosong AM2320 (address 0x5C; a BH1750 with ADDR high uses it too)",
 }
 
 // am2320MinGap is the datasheet's minimum time between two reads.
@@ -48,14 +47,12 @@ var am2320Limits = map[string]Range{
 
 func init() {
 	Register(Driver{
-		Name: "am2320",
-		Doc:  "Aosong AM2320 on I²C (fixed address 0x5c; interval 3s or more): temperature_c, humidity_pct",
-		NewOpts: func() any {
-			o := DefaultAM2320Opts
-			return &o
-		},
-		Open:   openAM2320,
-		Limits: am2320Limits,
+		Name:    "am2320",
+		Doc:     "Aosong AM2320 on I²C (fixed address 0x5c; interval 3s or more): temperature_c, humidity_pct",
+		NewOpts: defaults(DefaultAM2320Opts),
+		Open:    openAM2320,
+		Limits:  am2320Limits,
+		I2C:     am2320Chip,
 	})
 }
 
@@ -82,22 +79,14 @@ type am2320Sensor struct {
 var _ Sensor = (*am2320Sensor)(nil)
 
 func openAM2320(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[AM2320Opts](env, "am2320", opts)
+	_, c, err := openI2COpts[AM2320Opts](ctx, env, "am2320", opts)
 	if err != nil {
 		return nil, err
-	}
-	id := fmt.Sprintf("%s: am2320 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
 	// No I/O here: the AM2320 cannot be probed without a full read, and a
 	// read now would make the scheduler's first Read come too soon. A
 	// missing sensor shows up as a read error.
-	return &am2320Sensor{id: id, dev: &i2c.Dev{Bus: bus, Addr: uint16(o.Address)}}, nil
+	return &am2320Sensor{id: c.id, dev: c.dev()}, nil
 }
 
 func (s *am2320Sensor) Read(ctx context.Context) (Values, error) {
@@ -133,13 +122,13 @@ func (s *am2320Sensor) readRegisters(ctx context.Context) ([]byte, error) {
 	// Wake-up: the sensor sleeps between reads and does not acknowledge
 	// this write while it wakes, so its error means nothing.
 	_ = s.dev.Tx([]byte{0x00}, nil)
-	if err := i2cSleepUntil(ctx, time.Now().Add(10*time.Millisecond)); err != nil {
+	if err := sleepUntil(ctx, time.Now().Add(10*time.Millisecond)); err != nil {
 		return nil, err
 	}
 	if err := s.dev.Tx([]byte{0x03, 0x00, 0x04}, nil); err != nil {
 		return nil, fmt.Errorf("send read command: %w", err)
 	}
-	if err := i2cSleepUntil(ctx, time.Now().Add(2*time.Millisecond)); err != nil {
+	if err := sleepUntil(ctx, time.Now().Add(2*time.Millisecond)); err != nil {
 		return nil, err
 	}
 	// 0x03, 0x04, 4 data bytes, CRC low, CRC high.
@@ -167,7 +156,7 @@ func am2320Values(d []byte) (Values, error) {
 		c = -c
 	}
 	v := Values{TemperatureC: round2(c), HumidityPct: round2(float64(rh) / 10)}
-	if err := i2cCheckLimits(v, am2320Limits); err != nil {
+	if err := checkLimits(v, am2320Limits); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -192,9 +181,4 @@ func am2320CRC16(b []byte) uint16 {
 
 // Close forgets the device: the AM2320 goes back to sleep by itself after
 // each read, so there is nothing to power down. It is idempotent; the bus stays open (shared).
-func (s *am2320Sensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dev = nil
-	return nil
-}
+func (s *am2320Sensor) Close() error { return closeForget(&s.mu, &s.dev) }

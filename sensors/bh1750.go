@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -27,7 +26,7 @@ type BH1750Opts struct {
 }
 
 // DefaultBH1750Opts are the defaults NewOpts returns for bh1750.
-var DefaultBH1750Opts = BH1750Opts{Bus: "1", Address: int(bh1750.I2CAddr), Mode: "high"}
+var DefaultBH1750Opts = BH1750Opts{Bus: "1", Address: int(bh1750Chip.Addrs[0]), Mode: "high"}
 
 // bh1750Modes are the continuous modes. (The one-time modes would need a
 // command and a wait on every read; continuous high resolution draws
@@ -42,18 +41,25 @@ var bh1750Modes = map[string]struct {
 	"low":   {bh1750.ContinuousLowResMode, 24 * time.Millisecond, 1.2},
 }
 
+// target implements i2cOptions.
+func (o *BH1750Opts) target() (string, int) { return o.Bus, o.Address }
+
 // Validate implements Validator.
 func (o *BH1750Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address != int(bh1750.I2CAddr) && o.Address != int(bh1750.AlternativeI2CAddr) {
-		return fmt.Errorf("address: %#x is not a BH1750 address; use 0x23 (ADDR low) or 0x5c (ADDR high)", o.Address)
+	if err := checkI2C(o.Bus, o.Address, bh1750Chip, "address: %#x is not a BH1750 address; use 0x23 (ADDR low) or 0x5c (ADDR high)"); err != nil {
+		return err
 	}
 	if _, ok := bh1750Modes[o.Mode]; !ok {
 		return fmt.Errorf("mode: %q is not valid; use high (1 lx), high2 (0.5 lx) or low (4 lx)", o.Mode)
 	}
 	return nil
+}
+
+// bh1750Chip: 0x23 (ADDR low) or 0x5c (ADDR high); the BH1750 has no ID
+// register. At 0x5c scan names the AM2320 first, whose fixed address it is.
+var bh1750Chip = &I2CChip{
+	Addrs: []uint16{bh1750.I2CAddr, bh1750.AlternativeI2CAddr},
+	What:  "probably a ROHM BH1750 (address 0x23)",
 }
 
 // bh1750Limits: the 16-bit result over 1.2 tops out at 54612.5 lx
@@ -64,14 +70,12 @@ const bh1750PowerDown = 0x00 // opcode
 
 func init() {
 	Register(Driver{
-		Name: "bh1750",
-		Doc:  "ROHM BH1750 ambient light on I²C: illuminance_lux",
-		NewOpts: func() any {
-			o := DefaultBH1750Opts
-			return &o
-		},
-		Open:   openBH1750,
-		Limits: bh1750Limits,
+		Name:    "bh1750",
+		Doc:     "ROHM BH1750 ambient light on I²C: illuminance_lux",
+		NewOpts: defaults(DefaultBH1750Opts),
+		Open:    openBH1750,
+		Limits:  bh1750Limits,
+		I2C:     bh1750Chip,
 	})
 }
 
@@ -94,34 +98,26 @@ type bh1750Sensor struct {
 var _ Sensor = (*bh1750Sensor)(nil)
 
 func openBH1750(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[BH1750Opts](env, "bh1750", opts)
+	o, c, err := openI2COpts[BH1750Opts](ctx, env, "bh1750", opts)
 	if err != nil {
 		return nil, err
-	}
-	id := fmt.Sprintf("%s: bh1750 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
 	mode := bh1750Modes[o.Mode]
 	// NewI2C writes reset, continuous high resolution, reset (clears the
 	// data register); SetResolution writes the mode opcode.
-	dev, err := bh1750.NewI2C(bus, uint16(o.Address))
+	dev, err := bh1750.NewI2C(c.bus, c.addr)
 	if err != nil {
-		return nil, i2cOpenError(id, o.Bus, err)
+		return nil, c.openErr(err)
 	}
 	if mode.res != bh1750.ContinuousHighResMode {
 		if err := dev.SetResolution(mode.res); err != nil {
-			return nil, i2cOpenError(id, o.Bus, fmt.Errorf("set mode %s: %w", o.Mode, err))
+			return nil, c.openErr(fmt.Errorf("set mode %s: %w", o.Mode, err))
 		}
 	}
 	return &bh1750Sensor{
-		id:    id,
+		id:    c.id,
 		div:   mode.div,
-		dev:   &i2c.Dev{Bus: bus, Addr: uint16(o.Address)},
+		dev:   c.dev(),
 		ready: time.Now().Add(mode.wait),
 	}, nil
 }
@@ -134,7 +130,7 @@ func (s *bh1750Sensor) Read(ctx context.Context) (Values, error) {
 	}
 	// The first read after Open waits for the first measurement: until
 	// then the data register holds 0 after the reset.
-	if err := i2cSleepUntil(ctx, s.ready); err != nil {
+	if err := sleepUntil(ctx, s.ready); err != nil {
 		return nil, fmt.Errorf("%s: read: %w", s.id, err)
 	}
 	var b [2]byte
@@ -153,7 +149,7 @@ func bh1750Values(raw uint16, div float64) (Values, error) {
 		return nil, fmt.Errorf("sensor saturated: %g lx or more (full scale); shade it or use another sensor for direct sunlight", float64(raw)/div)
 	}
 	v := Values{bh1750Lux: round2(float64(raw) / div)}
-	if err := i2cCheckLimits(v, bh1750Limits); err != nil {
+	if err := checkLimits(v, bh1750Limits); err != nil {
 		return nil, err
 	}
 	return v, nil

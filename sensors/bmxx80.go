@@ -2,10 +2,9 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
 
 	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/bmxx80"
@@ -25,7 +24,7 @@ type BMxx80Opts struct {
 // DefaultBMxx80Opts are the defaults NewOpts returns for bme280 and bmp280.
 var DefaultBMxx80Opts = BMxx80Opts{
 	Bus:          "1",
-	Address:      0x76,
+	Address:      int(bmxx80Chips["bme280"].Addrs[0]),
 	Oversampling: 4, // bmxx80.DefaultOpts
 }
 
@@ -35,17 +34,33 @@ var oversampling = map[int]bmxx80.Oversampling{
 
 // Validate implements Validator.
 func (o *BMxx80Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address != 0x76 && o.Address != 0x77 {
-		return fmt.Errorf("address: %#x is not a BME280/BMP280 address; use 0x76 (SDO to GND) or 0x77 (SDO to VCC)", o.Address)
+	if err := checkI2C(o.Bus, o.Address, bmxx80Chips["bme280"], "address: %#x is not a BME280/BMP280 address; use 0x76 (SDO to GND) or 0x77 (SDO to VCC)"); err != nil {
+		return err
 	}
 	if _, ok := oversampling[o.Oversampling]; !ok {
 		return fmt.Errorf("oversampling: %d is not supported; use 1, 2, 4, 8 or 16", o.Oversampling)
 	}
 	return nil
 }
+
+// bmxx80Chips are the chips by driver name: their addresses and chip ids
+// (register 0xD0). The BMP280 has three ids (samples 0x56, 0x57; mass
+// production 0x58).
+var bmxx80Chips = map[string]*I2CChip{
+	"bme280": {Addrs: []uint16{0x76, 0x77}, Identify: bmxx80ID(0x60), What: "Bosch BME280 (chip id 0x60 at 0xD0)"},
+	"bmp280": {Addrs: []uint16{0x76, 0x77}, Identify: bmxx80ID(0x58, 0x56, 0x57), What: "Bosch BMP280 (chip id 0x58 at 0xD0)"},
+	"bmp180": {Addrs: []uint16{0x77}, Identify: bmxx80ID(0x55), What: "Bosch BMP180 (chip id 0x55 at 0xD0)"},
+}
+
+func bmxx80ID(ids ...byte) func(b I2CBus, addr uint16) bool {
+	return func(b I2CBus, addr uint16) bool {
+		id, ok := readReg(b, addr, 0xD0, 1)
+		return ok && slices.Contains(ids, id[0])
+	}
+}
+
+// bmxx80Limits are the datasheet's operating ranges.
+var bmxx80Limits = map[string]Range{TemperatureC: {-40, 85}, PressureHPa: {300, 1100}, HumidityPct: {0, 100}}
 
 func init() {
 	for _, d := range []struct{ name, doc string }{
@@ -54,34 +69,32 @@ func init() {
 		{"bmp180", "Bosch BMP180 on I²C (address 0x77): temperature_c, pressure_hpa"},
 	} {
 		name := d.name
-		limits := map[string]Range{TemperatureC: {-40, 85}, PressureHPa: {300, 1100}}
+		limits := map[string]Range{TemperatureC: bmxx80Limits[TemperatureC], PressureHPa: bmxx80Limits[PressureHPa]}
 		if name == "bme280" {
-			limits[HumidityPct] = Range{0, 100}
+			limits[HumidityPct] = bmxx80Limits[HumidityPct]
 		}
+		chip := bmxx80Chips[name]
 		Register(Driver{
 			Name: name,
 			Doc:  d.doc,
 			NewOpts: func() any {
 				o := DefaultBMxx80Opts
-				if name == "bmp180" {
-					o.Address = 0x77 // its only address
-				}
+				o.Address = int(chip.Addrs[0]) // 0x77 on the BMP180, its only address
 				return &o
 			},
 			Open: func(ctx context.Context, env Env, opts any) (Sensor, error) {
 				return openBMxx80(ctx, env, name, opts)
 			},
 			Limits: limits,
+			I2C:    chip,
 		})
 	}
 }
 
+// bmxx80Sensor reads with periph's Sense, which takes no context (so it
+// is checked before starting the I/O).
 type bmxx80Sensor struct {
-	id  string // "greenhouse: bme280 /dev/i2c-1 0x76", prefix of every error
-	bme bool
-
-	mu  sync.Mutex // Read and Close may race when the scheduler gives up on a Read
-	dev *bmxx80.Dev
+	envReader
 }
 
 var _ Sensor = (*bmxx80Sensor)(nil)
@@ -91,27 +104,20 @@ func openBMxx80(ctx context.Context, env Env, driver string, opts any) (Sensor, 
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: %s %s %#x", env.Name, driver, busLabel(o.Bus), o.Address)
-	if driver == "bmp180" && (o.Address != 0x77 || o.Oversampling > 8) {
+	c := newI2CConn(env, driver, o.Bus, o.Address)
+	id := c.id
+	if driver == "bmp180" && (!bmxx80Chips[driver].has(o.Address) || o.Oversampling > 8) {
 		return nil, fmt.Errorf("%s: open: the BMP180 answers only at 0x77 and oversamples at most 8 times; set address: 0x77 and oversampling 1, 2, 4 or 8", id)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+	if err := c.open(ctx, env); err != nil {
+		return nil, err
 	}
 	// Always a non-nil *Opts: bmxx80 dereferences it. Humidity is ignored
 	// by bmxx80 on a BMP280.
 	ovs := oversampling[o.Oversampling]
-	dev, err := bmxx80.NewI2C(bus, uint16(o.Address), &bmxx80.Opts{Temperature: ovs, Pressure: ovs, Humidity: ovs})
+	dev, err := bmxx80.NewI2C(c.bus, c.addr, &bmxx80.Opts{Temperature: ovs, Pressure: ovs, Humidity: ovs})
 	if err != nil {
-		err = trimChipPrefix(err)
-		if strings.Contains(err.Error(), "remote I/O error") {
-			return nil, fmt.Errorf("%s: open: no device answered; check the wiring and the address (i2cdetect -y %s): %w", id, o.Bus, err)
-		}
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+		return nil, c.openErr(trimChipPrefix(err))
 	}
 	// String() is "BME280{...}": the chip bmxx80 detected from its id.
 	chip, _, _ := strings.Cut(dev.String(), "{")
@@ -128,63 +134,37 @@ func openBMxx80(ctx context.Context, env Env, driver string, opts any) (Sensor, 
 			return nil, fmt.Errorf("%s: open: chip is a %s, which is not supported", id, strings.ToUpper(chip))
 		}
 	}
-	return &bmxx80Sensor{id: id, bme: driver == "bme280", dev: dev}, nil
+	bme := driver == "bme280"
+	return &bmxx80Sensor{envReader{id: id, dev: dev, clean: trimChipPrefix, limits: bmxx80Limits,
+		convert: func(e physic.Env) Values { return bmxx80Convert(e, bme) }}}, nil
 }
 
 // trimChipPrefix drops the "bme280: " prefixes bmxx80 adds once per layer
 // (and as ": " before it knows the chip): our prefix already names it.
 // bmxx80 formats causes with %v, so rebuilding the error loses no chain.
 func trimChipPrefix(err error) error {
-	msg := err.Error()
-	t := msg
-	for {
-		next := strings.TrimPrefix(t, ": ")
-		for _, p := range []string{"bme280: ", "bmp280: ", "bmp180: "} {
-			next = strings.TrimPrefix(next, p)
-		}
-		if next == t {
-			break
-		}
-		t = next
-	}
-	if t == msg {
-		return err
-	}
-	return errors.New(t)
+	return trimPrefixes(err, "bme280: ", "bmp280: ", "bmp180: ")
 }
 
-// busLabel shows a bus number as its device file, the name people know.
-func busLabel(bus string) string {
-	if bus != "" && strings.Trim(bus, "0123456789") == "" {
-		return "/dev/i2c-" + bus
-	}
-	return bus
-}
-
+// Read checks ctx before taking the lock, as periph takes no context.
 func (s *bmxx80Sensor) Read(ctx context.Context) (Values, error) {
-	// periph takes no context: check before starting the I/O.
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: read: %w", s.id, err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
-	}
-	var e physic.Env
-	if err := s.dev.Sense(&e); err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, trimChipPrefix(err))
-	}
-	v, err := bmxx80Values(e, s.bme)
-	if err != nil {
-		return nil, fmt.Errorf("%s: read: %w", s.id, err)
-	}
-	return v, nil
+	return s.envReader.Read(ctx)
 }
 
 // bmxx80Values converts and range-checks a reading (datasheet operating
 // ranges): a glitched transfer decodes to numbers, not to an error.
 func bmxx80Values(e physic.Env, bme bool) (Values, error) {
+	v := bmxx80Convert(e, bme)
+	if err := checkLimits(v, bmxx80Limits); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func bmxx80Convert(e physic.Env, bme bool) Values {
 	v := Values{
 		TemperatureC: round2(e.Temperature.Celsius()),
 		PressureHPa:  round2(float64(e.Pressure) / float64(100*physic.Pascal)),
@@ -192,31 +172,8 @@ func bmxx80Values(e physic.Env, bme bool) (Values, error) {
 	if bme {
 		v[HumidityPct] = round2(float64(e.Humidity) / float64(physic.PercentRH))
 	}
-	if err := checkRange(TemperatureC, v[TemperatureC], -40, 85); err != nil {
-		return nil, err
-	}
-	if err := checkRange(PressureHPa, v[PressureHPa], 300, 1100); err != nil {
-		return nil, err
-	}
-	if bme {
-		if err := checkRange(HumidityPct, v[HumidityPct], 0, 100); err != nil {
-			return nil, err
-		}
-	}
-	return v, nil
+	return v
 }
 
 // Close halts the device. It is idempotent; the bus stays open (shared).
-func (s *bmxx80Sensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil
-	}
-	err := s.dev.Halt()
-	s.dev = nil
-	if err != nil {
-		return fmt.Errorf("%s: close: %w", s.id, err)
-	}
-	return nil
-}
+func (s *bmxx80Sensor) Close() error { return closeHalt(&s.mu, s.id, &s.dev) }

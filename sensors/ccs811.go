@@ -28,19 +28,19 @@ type CCS811Opts struct {
 // DefaultCCS811Opts are the defaults NewOpts returns for ccs811.
 var DefaultCCS811Opts = CCS811Opts{
 	Bus:     "1",
-	Address: 0x5a,
+	Address: int(ccs811Chip.Addrs[0]),
 	Mode:    1, // ccs811.DefaultOpts
 }
 
 var ccs811Modes = map[int]string{1: "every second", 2: "every 10 s", 3: "every 60 s"}
 
+// target implements i2cOptions.
+func (o *CCS811Opts) target() (string, int) { return o.Bus, o.Address }
+
 // Validate implements Validator.
 func (o *CCS811Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address != 0x5a && o.Address != 0x5b {
-		return fmt.Errorf("address: %#x is not a CCS811 address; use 0x5a (ADDR low) or 0x5b (ADDR high)", o.Address)
+	if err := checkI2C(o.Bus, o.Address, ccs811Chip, "address: %#x is not a CCS811 address; use 0x5a (ADDR low) or 0x5b (ADDR high)"); err != nil {
+		return err
 	}
 	switch o.Mode {
 	case 1, 2, 3:
@@ -54,6 +54,16 @@ func (o *CCS811Opts) Validate() error {
 	return nil
 }
 
+// ccs811Chip: 0x5a (ADDR low) or 0x5b (ADDR high), identified by HW_ID.
+var ccs811Chip = &I2CChip{
+	Addrs: []uint16{0x5a, 0x5b},
+	Identify: func(b I2CBus, addr uint16) bool {
+		id, ok := readReg(b, addr, ccs811HWID, 1)
+		return ok && id[0] == ccs811HWIDValue
+	},
+	What: "ams CCS811 (HW_ID 0x81)",
+}
+
 // ccs811Limits are the datasheet's output ranges.
 var ccs811Limits = map[string]Range{
 	ECO2PPM: {Min: 400, Max: 8192},
@@ -62,14 +72,12 @@ var ccs811Limits = map[string]Range{
 
 func init() {
 	Register(Driver{
-		Name: "ccs811",
-		Doc:  "ScioSense CCS811 air quality on I²C: eco2_ppm, tvoc_ppb (no temperature/humidity compensation)",
-		NewOpts: func() any {
-			o := DefaultCCS811Opts
-			return &o
-		},
-		Open:   openCCS811,
-		Limits: ccs811Limits,
+		Name:    "ccs811",
+		Doc:     "ScioSense CCS811 air quality on I²C: eco2_ppm, tvoc_ppb (no temperature/humidity compensation)",
+		NewOpts: defaults(DefaultCCS811Opts),
+		Open:    openCCS811,
+		Limits:  ccs811Limits,
+		I2C:     ccs811Chip,
 	})
 }
 
@@ -79,6 +87,7 @@ const (
 	ccs811MeasMode  = 0x01
 	ccs811AlgResult = 0x02
 	ccs811HWID      = 0x20
+	ccs811HWIDValue = 0x81
 	ccs811ErrorID   = 0xe0
 
 	ccs811StatusError     = 1 << 0
@@ -127,21 +136,13 @@ type ccs811Sensor struct {
 var _ Sensor = (*ccs811Sensor)(nil)
 
 func openCCS811(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[CCS811Opts](env, "ccs811", opts)
+	o, c, err := openI2COpts[CCS811Opts](ctx, env, "ccs811", opts)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: ccs811 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	s := &ccs811Sensor{id: id, addr: uint16(o.Address), mode: o.Mode}
-	if err := s.open(bus); err != nil {
-		return nil, tapOpenErr(id, o.Bus, err)
+	s := &ccs811Sensor{id: c.id, addr: c.addr, mode: o.Mode}
+	if err := s.open(c.bus); err != nil {
+		return nil, c.openErr(err)
 	}
 	return s, nil
 }
@@ -161,7 +162,7 @@ func (s *ccs811Sensor) open(bus i2c.Bus) error {
 	if err != nil {
 		return fmt.Errorf("read HW_ID: %w", err)
 	}
-	if hw != 0x81 {
+	if hw != ccs811HWIDValue {
 		return fmt.Errorf("HW_ID is %#02x, not a CCS811's 0x81: is another chip at this address?", hw)
 	}
 	st, err := reg(ccs811Status)
@@ -251,9 +252,4 @@ func (s *ccs811Sensor) Read(ctx context.Context) (Values, error) {
 // Close forgets the device; periph has no Halt. The chip keeps measuring
 // in its drive mode (heater on): powering it down is up to the wiring.
 // It is idempotent; the bus stays open (shared).
-func (s *ccs811Sensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dev = nil
-	return nil
-}
+func (s *ccs811Sensor) Close() error { return closeForget(&s.mu, &s.dev) }

@@ -35,13 +35,10 @@ func (o *CPUThermalOpts) Validate() error {
 
 func init() {
 	Register(Driver{
-		Name: "cpu_thermal",
-		Doc:  "kernel thermal zone (the SoC on a Pi): temperature_c",
-		NewOpts: func() any {
-			o := DefaultCPUThermalOpts
-			return &o
-		},
-		Open: openCPUThermal,
+		Name:    "cpu_thermal",
+		Doc:     "kernel thermal zone (the SoC on a Pi): temperature_c",
+		NewOpts: defaults(DefaultCPUThermalOpts),
+		Open:    openCPUThermal,
 	})
 }
 

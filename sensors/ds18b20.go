@@ -47,13 +47,10 @@ func (o *DS18B20Opts) Validate() error {
 
 func init() {
 	Register(Driver{
-		Name: "ds18b20",
-		Doc:  "DS18B20 1-wire thermometer through the kernel w1_therm driver, or a DS2482 I²C bridge (bridge:): temperature_c",
-		NewOpts: func() any {
-			o := DefaultDS18B20Opts
-			return &o
-		},
-		Open: openDS18B20,
+		Name:    "ds18b20",
+		Doc:     "DS18B20 1-wire thermometer through the kernel w1_therm driver, or a DS2482 I²C bridge (bridge:): temperature_c",
+		NewOpts: defaults(DefaultDS18B20Opts),
+		Open:    openDS18B20,
 	})
 }
 
@@ -77,6 +74,9 @@ func openDS18B20(ctx context.Context, env Env, opts any) (Sensor, error) {
 		return nil, fmt.Errorf("%s: ds18b20: open: %w", env.Name, err)
 	}
 	devices := filepath.Join(env.SysFS, "bus", "w1", "devices")
+	if _, err := os.Stat(devices); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: ds18b20: open: %w", env.Name, noOneWireBus(devices, err))
+	}
 	rom := o.ID
 	if rom == "" {
 		found, err := filepath.Glob(filepath.Join(devices, "28-*"))
@@ -105,21 +105,6 @@ func openDS18B20(ctx context.Context, env Env, opts any) (Sensor, error) {
 		return nil, fmt.Errorf("%s: open: %w", s.id, err)
 	}
 	return s, nil
-}
-
-func baseNames(paths []string) []string {
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		out[i] = filepath.Base(p)
-	}
-	return out
-}
-
-func listOrNone(names []string) string {
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
 }
 
 // Read reads w1_slave, which makes the kernel run a conversion (up to

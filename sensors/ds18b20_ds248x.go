@@ -10,7 +10,7 @@ package sensors
 //	  bridge: {bus: "1", address: 0x18}
 //	  resolution: 10             # 9..12 bits, default 12
 //
-// periph quirks handled here (periph-notes §1.2, §1.4):
+// periph quirks handled here (periph.io/x/devices/v3 v3.7.4):
 //
 //   - ds248x.New accepts only 0x18, 0x19, 0x20 and 0x21. The DS2482-800
 //     answers on 0x18..0x1F (AD0..AD2) and the DS2482-100 on 0x18..0x1B, so
@@ -61,6 +61,10 @@ type DS2482Bridge struct {
 // ds2482DefaultAddress is the bridge address when none is configured.
 const ds2482DefaultAddress = 0x18
 
+// ds2482Addrs are the DS2482's addresses: 0x18..0x1B on the -100 (AD0,
+// AD1), 0x18..0x1F on the -800 (AD0..AD2).
+var ds2482Addrs = span(0x18, 0x1F)
+
 // addr returns the configured address or the default.
 func (b *DS2482Bridge) addr() int {
 	if b.Address == 0 {
@@ -84,7 +88,7 @@ func (o *DS18B20Opts) validateBridge() error {
 	}
 	switch a := b.addr(); {
 	case a == 0x18 || a == 0x19:
-	case a >= 0x1A && a <= 0x1F:
+	case hasAddr(ds2482Addrs, a):
 		return fmt.Errorf("bridge.address: %#x is a valid DS2482 address, but periph v3.7.4 (devices/ds248x) does not accept it yet (only 0x18 and 0x19 work); strap AD0/AD1 for 0x18 or 0x19", a)
 	default:
 		return fmt.Errorf("bridge.address: %#x is not a DS2482 address; use 0x18 (AD0, AD1 to GND) or 0x19 (AD0 to VCC)", a)
@@ -161,15 +165,12 @@ var _ Sensor = (*ds18b20BridgeSensor)(nil)
 
 func openDS18B20Bridge(ctx context.Context, env Env, o *DS18B20Opts) (Sensor, error) {
 	addr := o.Bridge.addr()
-	id := fmt.Sprintf("%s: ds18b20 ds2482 %s %#x", env.Name, busLabel(o.Bridge.Bus), addr)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bridge.Bus)
+	c, err := openI2C(ctx, env, "ds18b20 ds2482", o.Bridge.Bus, addr)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+		return nil, err
 	}
-	ow, err := newDS2482(bus, uint16(addr), o.Bridge.Bus)
+	id, bus := c.id, c.bus
+	ow, err := newDS2482(bus, c.addr, o.Bridge.Bus)
 	if err != nil {
 		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
@@ -226,7 +227,7 @@ func newDS2482(bus I2CBus, addr uint16, busName string) (*ds248x.Dev, error) {
 	case strings.Contains(msg, "invalid status register value"):
 		return nil, fmt.Errorf("ds2482 bridge: the chip at %#x is not a DS2482 (an MCP9808 also uses 0x18); check the address: %w", addr, err)
 	case strings.Contains(msg, "remote I/O error"):
-		return nil, fmt.Errorf("ds2482 bridge: no device answered at %#x; check the wiring and the address (i2cdetect -y %s): %w", addr, strings.TrimPrefix(strings.TrimPrefix(busName, "/dev/i2c-"), "I2C"), err)
+		return nil, fmt.Errorf("ds2482 bridge: no device answered at %#x; check the wiring and the address (i2cdetect -y %s): %w", addr, i2cBusNumber(busName), err)
 	default:
 		return nil, fmt.Errorf("ds2482 bridge: %w", err)
 	}

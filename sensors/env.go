@@ -23,8 +23,9 @@ type I2CBus = i2c.Bus
 type PinIn = gpio.PinIn
 
 var (
-	hostOnce sync.Once
-	hostErr  error
+	hostOnce   sync.Once
+	hostErr    error
+	hostFailed []error // periph's host drivers that failed to load
 
 	busMu sync.Mutex
 	buses = map[string]i2c.BusCloser{} // by canonical i2creg name
@@ -55,6 +56,7 @@ func InitHost(logger *slog.Logger) error {
 			logger.Debug("periph driver skipped", "driver", f.D.String(), "reason", f.Err)
 		}
 		for _, f := range state.Failed {
+			hostFailed = append(hostFailed, fmt.Errorf("%s: %w", f.D, f.Err))
 			logger.Warn("periph driver failed", "driver", f.D.String(), "err", f.Err)
 		}
 	})
@@ -103,10 +105,11 @@ func openBus(logger *slog.Logger, name string) (I2CBus, error) {
 	}
 	b, err := i2creg.Open(name)
 	if err != nil {
-		if len(i2creg.All()) == 0 {
-			return nil, fmt.Errorf("open i2c bus %q: no i2c bus on this host (enable it with dtparam=i2c_arm=on and check access to /dev/i2c-*): %w", name, err)
+		var present []string
+		for _, r := range i2creg.All() {
+			present = append(present, r.Name)
 		}
-		return nil, fmt.Errorf("open i2c bus %q: %w", name, err)
+		return nil, i2cBusError(name, present, err)
 	}
 	buses[key] = b
 	return b, nil
@@ -157,9 +160,5 @@ func lookupPin(logger *slog.Logger, name string) (PinIn, error) {
 	if p := gpioreg.ByName(name); p != nil {
 		return p, nil
 	}
-	if len(gpioreg.All()) == 0 {
-		return nil, fmt.Errorf("gpio pin %q: no gpio pins on this host (not a Raspberry Pi, or no access to /dev/gpiochip*: add the user to group gpio)", name)
-	}
-	// Header names such as P1_11 are not gpioreg names, a common surprise.
-	return nil, fmt.Errorf("gpio pin %q not found: use the kernel line name, e.g. \"GPIO17\" (header positions like \"P1_11\" are not accepted)", name)
+	return nil, pinError(name, len(gpioreg.All()), hostFailed)
 }

@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -24,34 +23,15 @@ type GPIOOpts struct {
 // have no default: both depend on the wiring.
 var DefaultGPIOOpts = GPIOOpts{}
 
-var pulls = map[string]gpio.Pull{"up": gpio.PullUp, "down": gpio.PullDown, "float": gpio.Float}
-
 // Validate implements Validator.
-func (o *GPIOOpts) Validate() error {
-	if o.Pin == "" {
-		return errors.New(`pin: required; set the GPIO line name, e.g. "GPIO17"`)
-	}
-	if o.Pull == "" {
-		// No default: periph reads an unconfigured pin by silently enabling
-		// the pull-up, which is wrong for a sensor that drives the line or
-		// a switch to 3.3 V.
-		return errors.New("pull: required; set up, down or float to match the wiring (a switch to GND needs up, a switch to 3.3V needs down, a driven signal float): there is no safe default, and reading an unconfigured pin silently enables the pull-up")
-	}
-	if _, ok := pulls[o.Pull]; !ok {
-		return fmt.Errorf("pull: %q is not valid; use up, down or float", o.Pull)
-	}
-	return nil
-}
+func (o *GPIOOpts) Validate() error { return checkPinPull(o.Pin, o.Pull) }
 
 func init() {
 	Register(Driver{
-		Name: "gpio",
-		Doc:  "digital input on a GPIO pin: level (0/1)",
-		NewOpts: func() any {
-			o := DefaultGPIOOpts
-			return &o
-		},
-		Open: openGPIO,
+		Name:    "gpio",
+		Doc:     "digital input on a GPIO pin: level (0/1)",
+		NewOpts: defaults(DefaultGPIOOpts),
+		Open:    openGPIO,
 	})
 }
 
@@ -71,15 +51,9 @@ func openGPIO(ctx context.Context, env Env, opts any) (Sensor, error) {
 		return nil, err
 	}
 	id := fmt.Sprintf("%s: gpio %s", env.Name, o.Pin)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	p, err := env.Pin(o.Pin)
+	p, err := openPin(ctx, env, id, o.Pin)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	if p == nil {
-		return nil, fmt.Errorf("%s: open: pin not found; use a name such as \"GPIO17\"", id)
+		return nil, err
 	}
 	// Configure once: the pull is applied here, and Read then only samples.
 	if err := p.In(pulls[o.Pull], gpio.NoEdge); err != nil {
@@ -108,16 +82,4 @@ func (s *gpioSensor) Read(ctx context.Context) (Values, error) {
 }
 
 // Close halts the pin; Open configures it again.
-func (s *gpioSensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.pin == nil {
-		return nil
-	}
-	err := s.pin.Halt()
-	s.pin = nil
-	if err != nil {
-		return fmt.Errorf("%s: close: %w", s.id, err)
-	}
-	return nil
-}
+func (s *gpioSensor) Close() error { return closeHalt(&s.mu, s.id, &s.pin) }

@@ -40,8 +40,7 @@ var edges = map[string]gpio.Edge{"falling": gpio.FallingEdge, "rising": gpio.Ris
 
 // Validate implements Validator.
 func (o *GPIOCounterOpts) Validate() error {
-	g := GPIOOpts{Pin: o.Pin, Pull: o.Pull}
-	if err := g.Validate(); err != nil {
+	if err := checkPinPull(o.Pin, o.Pull); err != nil {
 		return err
 	}
 	if _, ok := edges[o.Edge]; !ok {
@@ -64,14 +63,11 @@ func (o *GPIOCounterOpts) Validate() error {
 
 func init() {
 	Register(Driver{
-		Name: "gpio_counter",
-		Doc:  "pulses counted on a GPIO pin between reads: count, rate_per_s and a scaled value (rain, wind, flow)",
-		NewOpts: func() any {
-			o := DefaultGPIOCounterOpts
-			return &o
-		},
-		Open:   openGPIOCounter,
-		Limits: map[string]Range{"rate_per_s": {0, 10000}},
+		Name:    "gpio_counter",
+		Doc:     "pulses counted on a GPIO pin between reads: count, rate_per_s and a scaled value (rain, wind, flow)",
+		NewOpts: defaults(DefaultGPIOCounterOpts),
+		Open:    openGPIOCounter,
+		Limits:  map[string]Range{"rate_per_s": {0, 10000}},
 	})
 }
 
@@ -103,15 +99,9 @@ func openGPIOCounter(ctx context.Context, env Env, opts any) (Sensor, error) {
 		return nil, err
 	}
 	id := fmt.Sprintf("%s: gpio_counter %s", env.Name, o.Pin)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	pin, err := env.Pin(o.Pin)
+	pin, err := openPin(ctx, env, id, o.Pin)
 	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	if pin == nil {
-		return nil, fmt.Errorf("%s: open: pin not found; use a name such as \"GPIO17\"", id)
+		return nil, err
 	}
 	if err := pin.In(pulls[o.Pull], edges[o.Edge]); err != nil {
 		return nil, fmt.Errorf("%s: open: set input pull %s edge %s: %w", id, o.Pull, o.Edge, err)

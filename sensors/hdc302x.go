@@ -2,11 +2,8 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"time"
 
 	"periph.io/x/devices/v3/hdc302x"
 )
@@ -27,7 +24,7 @@ type HDC302xOpts struct {
 // DefaultHDC302xOpts are the defaults NewOpts returns for hdc302x.
 var DefaultHDC302xOpts = HDC302xOpts{
 	Bus:        "1",
-	Address:    int(hdc302x.DefaultSensorAddress),
+	Address:    int(hdc302xChip.Addrs[0]),
 	SampleRate: 1,
 }
 
@@ -41,18 +38,29 @@ var hdc302xRates = map[float64]hdc302x.SampleRate{
 	10:  hdc302x.Rate10Hertz,
 }
 
+// target implements i2cOptions.
+func (o *HDC302xOpts) target() (string, int) { return o.Bus, o.Address }
+
 // Validate implements Validator.
 func (o *HDC302xOpts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address < 0x44 || o.Address > 0x47 {
-		return fmt.Errorf("address: %#x is not an HDC302x address; use 0x44..0x47 (ADDR and ADDR1 pins; 0x44 with both low)", o.Address)
+	if err := checkI2C(o.Bus, o.Address, hdc302xChip, "address: %#x is not an HDC302x address; use 0x44..0x47 (ADDR and ADDR1 pins; 0x44 with both low)"); err != nil {
+		return err
 	}
 	if r, ok := hdc302xRates[o.SampleRate]; !ok || r > hdc302x.Rate10Hertz {
 		return fmt.Errorf("sample_rate: %s Hz is not supported; use 0.5, 1, 2, 4 or 10", strconv.FormatFloat(o.SampleRate, 'g', -1, 64))
 	}
 	return nil
+}
+
+// hdc302xChip: 0x44..0x47 by the ADDR and ADDR1 pins; command 0x3781
+// reads the manufacturer id, TI's 0x3000 (and a CRC).
+var hdc302xChip = &I2CChip{
+	Addrs: span(0x44, 0x47),
+	Identify: func(b I2CBus, addr uint16) bool {
+		r := make([]byte, 3)
+		return b.Tx(addr, []byte{0x37, 0x81}, r) == nil && r[0] == 0x30 && r[1] == 0x00
+	},
+	What: "TI HDC302x (manufacturer id 0x3000)",
 }
 
 // hdc302xLimits are the datasheet's operating ranges. Raw 0xffff decodes
@@ -64,74 +72,40 @@ var hdc302xLimits = map[string]Range{
 
 func init() {
 	Register(Driver{
-		Name: "hdc302x",
-		Doc:  "TI HDC3020/3021/3022 on I²C: temperature_c, humidity_pct",
-		NewOpts: func() any {
-			o := DefaultHDC302xOpts
-			return &o
-		},
-		Open:   openHDC302x,
-		Limits: hdc302xLimits,
+		Name:    "hdc302x",
+		Doc:     "TI HDC3020/3021/3022 on I²C: temperature_c, humidity_pct",
+		NewOpts: defaults(DefaultHDC302xOpts),
+		Open:    openHDC302x,
+		Limits:  hdc302xLimits,
+		I2C:     hdc302xChip,
 	})
 }
 
 // hdc302xSensor wraps periph's hdc302x.Dev, which runs the chip in its
 // auto-measurement mode; Sense reads the latest result (CRC-checked).
 type hdc302xSensor struct {
-	id string // "greenhouse: hdc302x /dev/i2c-1 0x44", prefix of every error
-
-	mu  sync.Mutex // Read and Close may race when the scheduler gives up on a Read
-	dev *hdc302x.Dev
+	envReader
 }
 
 var _ Sensor = (*hdc302xSensor)(nil)
 
 func openHDC302x(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[HDC302xOpts](env, "hdc302x", opts)
+	o, c, err := openI2COpts[HDC302xOpts](ctx, env, "hdc302x", opts)
 	if err != nil {
 		return nil, err
-	}
-	id := fmt.Sprintf("%s: hdc302x %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
 	// NewI2C starts auto-measurement and sleeps one sample period (it
 	// cannot be cancelled). It returns a non-nil *Dev together with an
 	// error: the error is checked first and that Dev is never used (the
 	// chip never acknowledged the start command, so there is nothing to
 	// halt).
-	dev, err := hdc302x.NewI2C(bus, uint16(o.Address), hdc302xRates[o.SampleRate])
+	dev, err := hdc302x.NewI2C(c.bus, c.addr, hdc302xRates[o.SampleRate])
 	if err != nil {
-		return nil, i2cOpenError(id, o.Bus, err)
+		return nil, c.openErr(err)
 	}
-	return &hdc302xSensor{id: id, dev: dev}, nil
-}
-
-func (s *hdc302xSensor) Read(ctx context.Context) (Values, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
-	}
-	return senseEnv(ctx, s.id, time.Time{}, s.dev, envTemperatureHumidity, hdc302xLimits)
+	return &hdc302xSensor{envReader{id: c.id, dev: dev, convert: envTemperatureHumidity, limits: hdc302xLimits}}, nil
 }
 
 // Close stops auto-measurement (the chip goes to sleep). It is idempotent;
 // the bus stays open (shared).
-func (s *hdc302xSensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil
-	}
-	err := s.dev.Halt()
-	s.dev = nil
-	if err != nil {
-		return fmt.Errorf("%s: close: %w", s.id, err)
-	}
-	return nil
-}
+func (s *hdc302xSensor) Close() error { return closeHalt(&s.mu, s.id, &s.dev) }

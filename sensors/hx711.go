@@ -34,6 +34,8 @@ type HX711Opts struct {
 	// lowest are dropped before averaging, which removes a sample
 	// corrupted by a bit-banging hiccup.
 	Samples int `yaml:"samples"`
+
+	now func() time.Time // the clock, for tests; nil means time.Now
 }
 
 // DefaultHX711Opts are the defaults NewOpts returns for hx711. The pins and
@@ -63,9 +65,6 @@ var (
 	}
 
 	errHX711NotReady = errors.New("no data from the HX711 (DOUT stayed high)")
-
-	// hx711Now is the clock; tests replace it.
-	hx711Now = time.Now
 )
 
 // Validate implements Validator.
@@ -98,13 +97,10 @@ func (o *HX711Opts) Validate() error {
 
 func init() {
 	Register(Driver{
-		Name: "hx711",
-		Doc:  "Avia HX711 load-cell ADC on two GPIO pins: one value, (raw - tare) × scale (default weight_kg)",
-		NewOpts: func() any {
-			o := DefaultHX711Opts
-			return &o
-		},
-		Open: openHX711,
+		Name:    "hx711",
+		Doc:     "Avia HX711 load-cell ADC on two GPIO pins: one value, (raw - tare) × scale (default weight_kg)",
+		NewOpts: defaults(DefaultHX711Opts),
+		Open:    openHX711,
 		// No Limits: the value is named and scaled by the user.
 	})
 }
@@ -162,7 +158,7 @@ func openHX711(ctx context.Context, env Env, opts any) (Sensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: open: configure the pins: %w", id, err)
 	}
-	s := &hx711Sensor{id: id, o: *o, clk: clk, data: data, now: hx711Now, ready: hx711ReadyWait, dev: dev}
+	s := &hx711Sensor{id: id, o: *o, clk: clk, data: data, now: or(o.now, time.Now), ready: hx711ReadyWait, dev: dev}
 	if err := s.setGain(ctx); err != nil {
 		_ = clk.Out(gpio.High) // power down again
 		return nil, fmt.Errorf("%s: open: %w", id, err)

@@ -134,10 +134,13 @@ func hx711Env(t *testing.T, c *hx711Chip) (Env, *hx711Clk, *hx711Data) {
 		}
 		return nil, errors.New("gpio pin " + name + " not found")
 	}
-	start := hx711Now
-	hx711Now = c.clock
-	t.Cleanup(func() { hx711Now = start })
 	return env, clk, data
+}
+
+// withClock gives o the chip's clock.
+func withClock(o *HX711Opts, c *hx711Chip) *HX711Opts {
+	o.now = c.clock
+	return o
 }
 
 func hx711Opts(gain, samples, tare int, scale float64, name string) *HX711Opts {
@@ -145,6 +148,7 @@ func hx711Opts(gain, samples, tare int, scale float64, name string) *HX711Opts {
 }
 
 func TestHX711Read(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		opts    *HX711Opts
@@ -188,7 +192,7 @@ func TestHX711Read(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			chip := newHX711Chip(tc.samples...)
 			env, clk, data := hx711Env(t, chip)
-			s, err := open(t, env, "hx711", tc.opts)
+			s, err := open(t, env, "hx711", withClock(tc.opts, chip))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,6 +240,7 @@ func TestHX711Read(t *testing.T) {
 }
 
 func TestHX711Errors(t *testing.T) {
+	t.Parallel()
 	const id = "t: hx711 GPIO5/GPIO6: "
 	for _, tc := range []struct {
 		name    string
@@ -257,7 +262,7 @@ func TestHX711Errors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			chip := newHX711Chip(tc.samples...)
 			env, clk, _ := hx711Env(t, chip)
-			s, err := open(t, env, "hx711", hx711Opts(128, 5, 0, 1, "weight_kg"))
+			s, err := open(t, env, "hx711", withClock(hx711Opts(128, 5, 0, 1, "weight_kg"), chip))
 			if tc.openErr != "" {
 				wantErr(t, err, tc.openErr)
 				if clk.Read() != gpio.High {
@@ -275,7 +280,7 @@ func TestHX711Errors(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		chip := newHX711Chip(1)
 		env, _, _ := hx711Env(t, chip)
-		s, err := open(t, env, "hx711", hx711Opts(128, 5, 0, 1, "weight_kg"))
+		s, err := open(t, env, "hx711", withClock(hx711Opts(128, 5, 0, 1, "weight_kg"), chip))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +302,7 @@ func TestHX711Errors(t *testing.T) {
 		chip := newHX711Chip(1)
 		env, clk, _ := hx711Env(t, chip)
 		clk.outErr = errors.New("line_request ioctl: device or resource busy")
-		_, err := open(t, env, "hx711", hx711Opts(128, 5, 0, 1, "weight_kg"))
+		_, err := open(t, env, "hx711", withClock(hx711Opts(128, 5, 0, 1, "weight_kg"), chip))
 		wantErr(t, err, id+"open: configure the pins: line_request ioctl: device or resource busy")
 	})
 	t.Run("unknown pin", func(t *testing.T) {
@@ -305,12 +310,13 @@ func TestHX711Errors(t *testing.T) {
 		env, _, _ := hx711Env(t, chip)
 		o := hx711Opts(128, 5, 0, 1, "weight_kg")
 		o.DataPin = "GPIO99"
-		_, err := open(t, env, "hx711", o)
+		_, err := open(t, env, "hx711", withClock(o, chip))
 		wantErr(t, err, "t: hx711 GPIO5/GPIO99: open: data_pin: gpio pin GPIO99 not found")
 	})
 }
 
 func TestHX711Validate(t *testing.T) {
+	t.Parallel()
 	ok := func(f func(o *HX711Opts)) *HX711Opts {
 		o := hx711Opts(128, 5, 0, 0.001, "weight_kg")
 		f(o)

@@ -2,15 +2,11 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	"periph.io/x/conn/v3/i2c"
 	"periph.io/x/conn/v3/physic"
 	"periph.io/x/devices/v3/ina219"
 )
@@ -37,7 +33,7 @@ type INA219Opts struct {
 // ina219.DefaultOpts: 0.1 Ω, 3.2 A).
 var DefaultINA219Opts = INA219Opts{
 	Bus:         "1",
-	Address:     0x40,
+	Address:     int(ina219Chip.Addrs[0]),
 	ShuntOhms:   0.1,
 	MaxCurrentA: 3.2,
 }
@@ -76,13 +72,13 @@ func ina219Resistance(ohms float64) physic.ElectricResistance {
 	return physic.ElectricResistance(math.Round(ohms * float64(physic.Ohm)))
 }
 
+// target implements i2cOptions.
+func (o *INA219Opts) target() (string, int) { return o.Bus, o.Address }
+
 // Validate implements Validator.
 func (o *INA219Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address < 0x40 || o.Address > 0x4f {
-		return fmt.Errorf("address: %#x is not an INA219 address; use 0x40..0x4f (A0 and A1 pins; 0x40 with both to GND)", o.Address)
+	if err := checkI2C(o.Bus, o.Address, ina219Chip, "address: %#x is not an INA219 address; use 0x40..0x4f (A0 and A1 pins; 0x40 with both to GND)"); err != nil {
+		return err
 	}
 	if !(o.ShuntOhms > 0) || o.ShuntOhms > 100 {
 		return fmt.Errorf("shunt_ohms: %g is not a shunt resistor; set its value in ohms, e.g. 0.1 for the common breakout boards (R100)", o.ShuntOhms)
@@ -108,6 +104,17 @@ const (
 	INA219PowerW        = "power_w"
 )
 
+// ina219Chip: 0x40..0x4f by the A0 and A1 pins; the configuration
+// register reads 0x399F after reset.
+var ina219Chip = &I2CChip{
+	Addrs: span(0x40, 0x4f),
+	Identify: func(b I2CBus, addr uint16) bool {
+		v, ok := readReg16(b, addr, 0x00)
+		return ok && v == 0x399F
+	},
+	What: "TI INA219 (config 0x399F after reset)",
+}
+
 // ina219Limits are the datasheet's input ranges: the bus pin takes 0..26 V;
 // the shunt ADC measures ±320 mV with the PGA at /8.
 var ina219Limits = map[string]Range{
@@ -117,14 +124,12 @@ var ina219Limits = map[string]Range{
 
 func init() {
 	Register(Driver{
-		Name: "ina219",
-		Doc:  "TI INA219 current/power monitor on I²C: bus_voltage_v, shunt_voltage_v, current_a, power_w",
-		NewOpts: func() any {
-			o := DefaultINA219Opts
-			return &o
-		},
-		Open:   openINA219,
-		Limits: ina219Limits,
+		Name:    "ina219",
+		Doc:     "TI INA219 current/power monitor on I²C: bus_voltage_v, shunt_voltage_v, current_a, power_w",
+		NewOpts: defaults(DefaultINA219Opts),
+		Open:    openINA219,
+		Limits:  ina219Limits,
+		I2C:     ina219Chip,
 	})
 }
 
@@ -147,20 +152,12 @@ type ina219Sensor struct {
 var _ Sensor = (*ina219Sensor)(nil)
 
 func openINA219(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[INA219Opts](env, "ina219", opts)
+	o, c, err := openI2COpts[INA219Opts](ctx, env, "ina219", opts)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: ina219 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	s := &ina219Sensor{id: id, addr: uint16(o.Address), wait: waitCtx}
-	s.tap = &txTap{Bus: bus, after: s.observe}
+	s := &ina219Sensor{id: c.id, addr: c.addr, wait: waitCtx}
+	s.tap = &txTap{Bus: c.bus, after: s.observe}
 	// New writes the calibration register, then configuration 0x1FFF. It
 	// never reads, so a missing chip shows as a failed write.
 	dev, err := ina219.New(s.tap, &ina219.Opts{
@@ -169,10 +166,10 @@ func openINA219(ctx context.Context, env Env, opts any) (Sensor, error) {
 		MaxCurrent:    ina219Current(o.MaxCurrentA),
 	})
 	if err != nil {
-		return nil, tapOpenErr(id, o.Bus, s.tap.cause(err))
+		return nil, c.openErr(s.tap.cause(err))
 	}
 	if err := s.tap.Tx(s.addr, []byte{0x00, ina219Config >> 8, ina219Config & 0xff}, nil); err != nil {
-		return nil, tapOpenErr(id, o.Bus, fmt.Errorf("set the 32 V bus range (configuration %#04x): %w", ina219Config, err))
+		return nil, c.openErr(fmt.Errorf("set the 32 V bus range (configuration %#04x): %w", ina219Config, err))
 	}
 	s.dev = dev
 	return s, nil
@@ -230,115 +227,4 @@ func (s *ina219Sensor) Read(ctx context.Context) (Values, error) {
 
 // Close forgets the device. The chip keeps converting (a few hundred µA);
 // periph has no power-down. It is idempotent; the bus stays open (shared).
-func (s *ina219Sensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.dev = nil
-	return nil
-}
-
-// txTap is an i2c.Bus between a periph driver and the real bus that lets
-// our wrapper see each transaction. periph's drivers hide what happened on
-// the wire: ina219 replaces I/O errors with sentinels, sgp30 never checks
-// its CRCs, ccs811 masks bits, ads1x15 never checks that a conversion
-// finished. Used by the ina219, sgp30, ccs811 and ads1x15 drivers.
-type txTap struct {
-	i2c.Bus
-	// lock, if set, is held around each transaction (sgp30's background
-	// goroutine takes the agent's bus lock this way).
-	lock sync.Locker
-	// before runs first; a non-nil error is returned instead of doing the
-	// transaction. Optional.
-	before func(addr uint16, w, r []byte) error
-	// after sees each transaction's bytes and error. Optional.
-	after func(addr uint16, w, r []byte, err error)
-
-	mu      sync.Mutex
-	lastErr error // the latest failed transaction's error, until takeErr
-}
-
-var _ i2c.Bus = (*txTap)(nil)
-
-// Tx implements i2c.Bus.
-func (t *txTap) Tx(addr uint16, w, r []byte) error {
-	if t.lock != nil {
-		t.lock.Lock()
-		defer t.lock.Unlock()
-	}
-	var err error
-	if t.before != nil {
-		err = t.before(addr, w, r)
-	}
-	if err == nil {
-		err = t.Bus.Tx(addr, w, r)
-	}
-	if err != nil {
-		t.mu.Lock()
-		t.lastErr = err
-		t.mu.Unlock()
-	}
-	if t.after != nil {
-		t.after(addr, w, r, err)
-	}
-	return err
-}
-
-// takeErr returns and forgets the latest transaction error.
-func (t *txTap) takeErr() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	err := t.lastErr
-	t.lastErr = nil
-	return err
-}
-
-// cause adds the bus error behind err when periph replaced it with a
-// sentinel or formatted it with %v: "failed to read bus voltage:
-// sysfs-i2c: remote I/O error". Both stay reachable with errors.Is.
-func (t *txTap) cause(err error) error {
-	io := t.takeErr()
-	if io == nil || errors.Is(err, io) || strings.Contains(err.Error(), io.Error()) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", err, io)
-}
-
-// tapOpenErr formats an open error, with a wiring hint when no device
-// answered (the kernel's EREMOTEIO for a NACK).
-func tapOpenErr(id, bus string, err error) error {
-	if strings.Contains(err.Error(), "remote I/O error") {
-		n := bus
-		for _, p := range []string{"/dev/i2c-", "I2C"} {
-			if rest, ok := strings.CutPrefix(bus, p); ok && rest != "" {
-				n = rest
-			}
-		}
-		return fmt.Errorf("%s: open: no device answered; check the wiring and the address (i2cdetect -y %s): %w", id, n, err)
-	}
-	return fmt.Errorf("%s: open: %w", id, err)
-}
-
-// waitCtx sleeps for d or until ctx is done.
-func waitCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// roundSig rounds v to digits significant digits: the ADCs here resolve
-// 12 to 24 bits, and float noise beyond that only bloats the JSON.
-func roundSig(v float64, digits int) float64 {
-	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return v
-	}
-	r, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', digits, 64), 64)
-	if err != nil {
-		return v
-	}
-	return r
-}
+func (s *ina219Sensor) Close() error { return closeForget(&s.mu, &s.dev) }

@@ -2,9 +2,7 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
@@ -12,25 +10,27 @@ import (
 )
 
 // MCP9808Opts configures the mcp9808 driver (Microchip MCP9808).
-type MCP9808Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is 0x18..0x1f, set by the A0-A2 pins (0x18 with all low).
-	Address int `yaml:"address"`
-}
+//
+// Its address is 0x18..0x1f, set by the A0-A2 pins (0x18 with all low).
+type MCP9808Opts I2COpts
 
 // DefaultMCP9808Opts are the defaults NewOpts returns for mcp9808.
-var DefaultMCP9808Opts = MCP9808Opts{Bus: "1", Address: 0x18}
+var DefaultMCP9808Opts = MCP9808Opts(defaultI2COpts(mcp9808Chip))
+
+// target implements i2cOptions.
+func (o *MCP9808Opts) target() (string, int) { return o.Bus, o.Address }
 
 // Validate implements Validator.
 func (o *MCP9808Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address < 0x18 || o.Address > 0x1f {
-		return fmt.Errorf("address: %#x is not an MCP9808 address; use 0x18..0x1f (A0-A2 pins; 0x18 with all low)", o.Address)
-	}
-	return nil
+	return checkI2C(o.Bus, o.Address, mcp9808Chip, "address: %#x is not an MCP9808 address; use 0x18..0x1f (A0-A2 pins; 0x18 with all low)")
+}
+
+// mcp9808Chip: 0x18..0x1f by the A0-A2 pins, identified by its
+// manufacturer and device id registers.
+var mcp9808Chip = &I2CChip{
+	Addrs:    span(0x18, 0x1f),
+	Identify: func(b I2CBus, addr uint16) bool { return mcp9808CheckID(&i2c.Dev{Bus: b, Addr: addr}) == nil },
+	What:     "Microchip MCP9808 (manufacturer 0x0054, device 0x04)",
 }
 
 // mcp9808Limits is the datasheet's accuracy range (-40..125 °C). periph
@@ -49,14 +49,12 @@ const (
 
 func init() {
 	Register(Driver{
-		Name: "mcp9808",
-		Doc:  "Microchip MCP9808 on I²C: temperature_c",
-		NewOpts: func() any {
-			o := DefaultMCP9808Opts
-			return &o
-		},
-		Open:   openMCP9808,
-		Limits: mcp9808Limits,
+		Name:    "mcp9808",
+		Doc:     "Microchip MCP9808 on I²C: temperature_c",
+		NewOpts: defaults(DefaultMCP9808Opts),
+		Open:    openMCP9808,
+		Limits:  mcp9808Limits,
+		I2C:     mcp9808Chip,
 	})
 }
 
@@ -65,41 +63,32 @@ func init() {
 // read fails (never used; Sense's error is checked and the value
 // range-checked); I/O errors are replaced by periph's own sentinel errors
 // ("failed to read ambient temperature"), so the cause is lost.
+//
+// The first read after Open waits for the first conversion (ready). On a
+// failed Sense periph leaves 0 K: the error is returned, not the value.
 type mcp9808Sensor struct {
-	id string // "greenhouse: mcp9808 /dev/i2c-1 0x18", prefix of every error
-
-	mu    sync.Mutex // Read and Close may race when the scheduler gives up on a Read
-	dev   *mcp9808.Dev
-	ready time.Time // the first conversion after enabling has ended
+	envReader
 }
 
 var _ Sensor = (*mcp9808Sensor)(nil)
 
 func openMCP9808(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[MCP9808Opts](env, "mcp9808", opts)
+	o, c, err := openI2COpts[MCP9808Opts](ctx, env, "mcp9808", opts)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: mcp9808 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
 	// periph does not check the chip, and replaces I/O errors with its own:
 	// read the id registers first, keeping the real cause.
-	if err := mcp9808CheckID(&i2c.Dev{Bus: bus, Addr: uint16(o.Address)}); err != nil {
-		return nil, i2cOpenError(id, o.Bus, err)
+	if err := mcp9808CheckID(c.dev()); err != nil {
+		return nil, c.openErr(err)
 	}
 	// New writes the resolution, then the configuration (continuous
 	// conversion). Always a non-nil *Opts: periph dereferences it.
-	dev, err := mcp9808.New(bus, &mcp9808.Opts{Addr: o.Address, Res: mcp9808.Maximum})
+	dev, err := mcp9808.New(c.bus, &mcp9808.Opts{Addr: o.Address, Res: mcp9808.Maximum})
 	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+		return nil, fmt.Errorf("%s: open: %w", c.id, err)
 	}
-	return &mcp9808Sensor{id: id, dev: dev, ready: time.Now().Add(mcp9808Conversion)}, nil
+	return &mcp9808Sensor{envReader{id: c.id, dev: dev, ready: time.Now().Add(mcp9808Conversion), convert: envTemperature, limits: mcp9808Limits}}, nil
 }
 
 // mcp9808CheckID reads the manufacturer and device id registers.
@@ -117,29 +106,6 @@ func mcp9808CheckID(d *i2c.Dev) error {
 	return nil
 }
 
-func (s *mcp9808Sensor) Read(ctx context.Context) (Values, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
-	}
-	// The first read after Open waits for the first conversion. On a
-	// failed Sense periph leaves 0 K: the error is returned, not the value.
-	return senseEnv(ctx, s.id, s.ready, s.dev, envTemperature, mcp9808Limits)
-}
-
 // Close puts the chip in shutdown mode (periph's Halt); the next Open
 // enables it again. It is idempotent; the bus stays open (shared).
-func (s *mcp9808Sensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil
-	}
-	err := s.dev.Halt()
-	s.dev = nil
-	if err != nil {
-		return fmt.Errorf("%s: close: %w", s.id, err)
-	}
-	return nil
-}
+func (s *mcp9808Sensor) Close() error { return closeHalt(&s.mu, s.id, &s.dev) }

@@ -38,9 +38,12 @@ type Mux struct {
 	Channel int `yaml:"channel"` // 0..7
 }
 
+// muxAddrs are the PCA9548's addresses, set by its A0-A2 pins.
+var muxAddrs = span(0x70, 0x77)
+
 // Validate checks a mux setting.
 func (m *Mux) Validate() error {
-	if m.Address < 0x70 || m.Address > 0x77 {
+	if !hasAddr(muxAddrs, m.Address) {
 		return fmt.Errorf("mux.address: %#x is not a PCA9548 address; use 0x70..0x77 (A0-A2 pins)", m.Address)
 	}
 	if m.Channel < 0 || m.Channel > 7 {

@@ -17,97 +17,34 @@ type Found struct {
 	What   string // what was identified, and how
 }
 
-// A chip is one part Scan can recognise: where it may answer and how to
-// tell it from others at the same address.
-type chip struct {
-	driver string
-	addrs  []uint16
-	// identify returns a description when the part at addr is this chip.
-	identify func(b I2CBus, addr uint16) (string, bool)
-}
-
-func span(lo, hi uint16) []uint16 {
-	var out []uint16
-	for a := lo; a <= hi; a++ {
-		out = append(out, a)
-	}
-	return out
-}
-
-// reg reads n bytes of register r.
-func reg(b I2CBus, addr uint16, r byte, n int) ([]byte, bool) {
-	buf := make([]byte, n)
-	if err := b.Tx(addr, []byte{r}, buf); err != nil {
-		return nil, false
-	}
-	return buf, true
-}
-
-func reg16(b I2CBus, addr uint16, r byte) (uint16, bool) {
-	v, ok := reg(b, addr, r, 2)
-	if !ok {
-		return 0, false
-	}
-	return uint16(v[0])<<8 | uint16(v[1]), true
-}
-
-// chips are tried in order; parts with an ID register come first so that
+// scanChips lists what ScanI2C tries at each address, in order: every
+// registered driver's chip that has an identification (name order), then
+// those known by address alone, then parts that are no sensor but are
+// configured with one (a multiplexer, a 1-wire bridge), so that
 // address-only guesses never shadow a positive identification.
-var chips = []chip{
-	{"bme280", []uint16{0x76, 0x77}, func(b I2CBus, a uint16) (string, bool) {
-		id, ok := reg(b, a, 0xD0, 1)
-		return "Bosch BME280 (chip id 0x60 at 0xD0)", ok && id[0] == 0x60
-	}},
-	{"bmp280", []uint16{0x76, 0x77}, func(b I2CBus, a uint16) (string, bool) {
-		id, ok := reg(b, a, 0xD0, 1)
-		return "Bosch BMP280 (chip id 0x58 at 0xD0)", ok && (id[0] == 0x58 || id[0] == 0x56 || id[0] == 0x57)
-	}},
-	{"bmp180", []uint16{0x77}, func(b I2CBus, a uint16) (string, bool) {
-		id, ok := reg(b, a, 0xD0, 1)
-		return "Bosch BMP180 (chip id 0x55 at 0xD0)", ok && id[0] == 0x55
-	}},
-	{"mcp9808", span(0x18, 0x1F), func(b I2CBus, a uint16) (string, bool) {
-		m, ok1 := reg16(b, a, 0x06)
-		d, ok2 := reg16(b, a, 0x07)
-		return "Microchip MCP9808 (manufacturer 0x0054, device 0x04)", ok1 && ok2 && m == 0x0054 && d>>8 == 0x04
-	}},
-	{"ccs811", []uint16{0x5A, 0x5B}, func(b I2CBus, a uint16) (string, bool) {
-		id, ok := reg(b, a, 0x20, 1)
-		return "ams CCS811 (HW_ID 0x81)", ok && id[0] == 0x81
-	}},
-	{"hdc302x", span(0x44, 0x47), func(b I2CBus, a uint16) (string, bool) {
-		r := make([]byte, 3)
-		if err := b.Tx(a, []byte{0x37, 0x81}, r); err != nil {
-			return "", false
+func scanChips() []scanChip {
+	var ided, guessed []scanChip
+	for _, d := range Drivers() {
+		switch {
+		case d.I2C == nil:
+		case d.I2C.Identify != nil:
+			ided = append(ided, scanChip{d.Name, d.I2C})
+		default:
+			guessed = append(guessed, scanChip{d.Name, d.I2C})
 		}
-		return "TI HDC302x (manufacturer id 0x3000)", r[0] == 0x30 && r[1] == 0x00
-	}},
-	{"ina219", span(0x40, 0x4F), func(b I2CBus, a uint16) (string, bool) {
-		v, ok := reg16(b, a, 0x00)
-		return "TI INA219 (config 0x399F after reset)", ok && v == 0x399F
-	}},
-	{"tmp102", span(0x48, 0x4B), func(b I2CBus, a uint16) (string, bool) {
-		v, ok := reg16(b, a, 0x01)
-		return "TI TMP102 (config 0x60A0 after reset)", ok && v&0xFFDF == 0x6080 // AL (bit 5) follows the alert state
-	}},
-	{"ads1x15", span(0x48, 0x4B), func(b I2CBus, a uint16) (string, bool) {
-		v, ok := reg16(b, a, 0x01)
-		return "TI ADS1115/ADS1015 (config 0x8583 after reset)", ok && v == 0x8583
-	}},
-	// Address-only: these parts have no ID register that is safe to read.
-	{"aht20", []uint16{0x38}, func(I2CBus, uint16) (string, bool) { return "probably an Aosong AHT20 (address 0x38)", true }},
-	{"bh1750", []uint16{0x23}, func(I2CBus, uint16) (string, bool) { return "probably a ROHM BH1750 (address 0x23)", true }},
-	{"scd4x", []uint16{0x62}, func(I2CBus, uint16) (string, bool) { return "probably a Sensirion SCD40/41 (address 0x62)", true }},
-	{"sgp30", []uint16{0x58}, func(I2CBus, uint16) (string, bool) { return "probably a Sensirion SGP30 (address 0x58)", true }},
-	{"am2320", []uint16{0x5C}, func(I2CBus, uint16) (string, bool) {
-		return "probably an Aosong AM2320 (address 0x5C; a BH1750 with ADDR high uses it too)", true
-	}},
-	{"", span(0x70, 0x77), func(I2CBus, uint16) (string, bool) {
-		return "probably a PCA9548/TCA9548A I²C multiplexer (use `mux:` on the sensors behind it)", true
-	}},
-	{"", span(0x18, 0x1B), func(I2CBus, uint16) (string, bool) {
-		return "probably a DS2482 I²C→1-wire bridge (use ds18b20 with bridge:)", true
-	}},
+	}
+	return append(append(ided, guessed...), otherParts...)
+}
+
+type scanChip struct {
+	driver string // "" for a part that is no sensor
+	*I2CChip
+}
+
+// otherParts are parts scan names that no driver reads.
+var otherParts = []scanChip{
+	{"", &I2CChip{Addrs: muxAddrs, What: "probably a PCA9548/TCA9548A I²C multiplexer (use `mux:` on the sensors behind it)"}},
+	{"", &I2CChip{Addrs: ds2482Addrs, What: "probably a DS2482 I²C→1-wire bridge (use ds18b20 with bridge:)"}},
 }
 
 // ScanI2C probes every address 0x03..0x77 of bus with a one-byte read,
@@ -115,32 +52,21 @@ var chips = []chip{
 // It only reads: no part is reconfigured.
 func ScanI2C(bus I2CBus) []Found {
 	var out []Found
+	chips := scanChips()
 	for a := uint16(0x03); a <= 0x77; a++ {
 		if err := bus.Tx(a, nil, make([]byte, 1)); err != nil {
 			continue
 		}
 		f := Found{Addr: a, What: "unknown part"}
 		for _, c := range chips {
-			if !containsAddr(c.addrs, a) {
-				continue
-			}
-			if what, ok := c.identify(bus, a); ok {
-				f.Driver, f.What = c.driver, what
+			if c.has(int(a)) && (c.Identify == nil || c.Identify(bus, a)) {
+				f.Driver, f.What = c.driver, c.What
 				break
 			}
 		}
 		out = append(out, f)
 	}
 	return out
-}
-
-func containsAddr(as []uint16, a uint16) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // ScanOneWire lists the DS18B20s the kernel's w1 driver sees under sysfs.

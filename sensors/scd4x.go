@@ -2,7 +2,6 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -22,13 +21,19 @@ type SCD4xOpts struct {
 // DefaultSCD4xOpts are the defaults NewOpts returns for scd4x.
 var DefaultSCD4xOpts = SCD4xOpts{Bus: "1"}
 
+// target implements i2cOptions.
+func (o *SCD4xOpts) target() (string, int) { return o.Bus, int(scd4x.SensorAddress) }
+
 // Validate implements Validator.
 func (o *SCD4xOpts) Validate() error {
 	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
+		return errNoBus
 	}
 	return nil
 }
+
+// scd4xChip: fixed at 0x62; reading its serial number needs a command.
+var scd4xChip = &I2CChip{Addrs: []uint16{scd4x.SensorAddress}, What: "probably a Sensirion SCD40/41 (address 0x62)"}
 
 // CO2PPM is the CO₂ value name of the scd4x driver.
 const CO2PPM = "co2_ppm"
@@ -52,20 +57,14 @@ const (
 	scd4xPoll     = 250 * time.Millisecond
 )
 
-// errWarmingUp marks an error that only says a sensor has no first
-// measurement yet (scd4x in its first 5 s, sgp30 during IAQ init).
-var errWarmingUp = errors.New("warming up")
-
 func init() {
 	Register(Driver{
-		Name: "scd4x",
-		Doc:  "Sensirion SCD40/SCD41 CO₂ on I²C (0x62): co2_ppm, temperature_c, humidity_pct; measures every 5 s, use an interval of at least 5s",
-		NewOpts: func() any {
-			o := DefaultSCD4xOpts
-			return &o
-		},
-		Open:   openSCD4x,
-		Limits: scd4xLimits,
+		Name:    "scd4x",
+		Doc:     "Sensirion SCD40/SCD41 CO₂ on I²C (0x62): co2_ppm, temperature_c, humidity_pct; measures every 5 s, use an interval of at least 5s",
+		NewOpts: defaults(DefaultSCD4xOpts),
+		Open:    openSCD4x,
+		Limits:  scd4xLimits,
+		I2C:     scd4xChip,
 	})
 }
 
@@ -89,30 +88,22 @@ type scd4xSensor struct {
 var _ Sensor = (*scd4xSensor)(nil)
 
 func openSCD4x(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[SCD4xOpts](env, "scd4x", opts)
+	_, c, err := openI2COpts[SCD4xOpts](ctx, env, "scd4x", opts)
 	if err != nil {
 		return nil, err
-	}
-	id := fmt.Sprintf("%s: scd4x %s %#x", env.Name, busLabel(o.Bus), scd4x.SensorAddress)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
 	// NewI2C sends wake_up, which the SCD4x never acknowledges (datasheet),
 	// so periph then sends stop_periodic_measurement and sleeps 550 ms;
 	// then start_periodic_measurement after 50 ms. It returns a non-nil
 	// *Dev together with its error: the error is checked first and that
 	// Dev never used (start was not acknowledged, nothing to stop).
-	dev, err := scd4x.NewI2C(bus, scd4x.SensorAddress)
+	dev, err := scd4x.NewI2C(c.bus, c.addr)
 	if err != nil {
-		return nil, tapOpenErr(id, o.Bus, err)
+		return nil, c.openErr(err)
 	}
 	return &scd4xSensor{
-		id:     id,
-		raw:    &i2c.Dev{Bus: bus, Addr: scd4x.SensorAddress},
+		id:     c.id,
+		raw:    c.dev(),
 		opened: time.Now(),
 		now:    time.Now,
 		wait:   waitCtx,
@@ -191,33 +182,4 @@ func (s *scd4xSensor) dataReady() (bool, error) {
 
 // Close stops periodic measurement (periph's Halt sleeps the 500 ms the
 // datasheet asks for). It is idempotent; the bus stays open (shared).
-func (s *scd4xSensor) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil
-	}
-	err := s.dev.Halt()
-	s.dev = nil
-	if err != nil {
-		return fmt.Errorf("%s: close: %w", s.id, err)
-	}
-	return nil
-}
-
-// sensirionCRC8 is the CRC of every Sensirion word (SCD4x, SGP30):
-// polynomial 0x31, initial value 0xff, no reflection, no final XOR.
-func sensirionCRC8(b []byte) byte {
-	crc := byte(0xff)
-	for _, x := range b {
-		crc ^= x
-		for range 8 {
-			if crc&0x80 != 0 {
-				crc = crc<<1 ^ 0x31
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
+func (s *scd4xSensor) Close() error { return closeHalt(&s.mu, s.id, &s.dev) }

@@ -1,5 +1,18 @@
 // Package sensors turns periph devices into readings: a small context-first
-// Sensor interface, a registry of drivers by name, and one file per driver.
+// Sensor interface, a registry of drivers by name, and one file per driver
+// (chip family) with its test. A driver registers a Driver from its init;
+// an I²C driver's Driver carries its chip's addresses and identification
+// (I2CChip), which `sensor-agent scan` reads.
+//
+// Drivers share helpers only through files of their own: sensor.go (the
+// registry, options), i2c.go (opening a bus, options checks, I²C hints),
+// txtap.go (watching periph's transactions), physic.go (the Read of
+// periph's physic.SenseEnv devices), close.go (Close), wait.go (waiting
+// with a context), values.go (rounding, range checks), pin.go (GPIO
+// inputs), sysfs.go (kernel files), hosterr.go (periph's host errors
+// turned into advice), env.go (the host) and open.go (what Open adds
+// around every driver). A driver file never uses another driver file's
+// private helpers.
 //
 // The agent owns timing: drivers never use periph's SenseContinuous. A Read
 // may block inside periph (which has no context); the scheduler enforces the
@@ -11,7 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
+	"reflect"
 	"regexp"
 	"sort"
 	"sync"
@@ -42,6 +55,10 @@ type Sensor interface {
 // ErrDone tells the scheduler that a sensor has finished for good.
 var ErrDone = errors.New("no more readings")
 
+// errWarmingUp marks an error that only says a sensor has no first
+// measurement yet (scd4x in its first 5 s, sgp30 during IAQ init).
+var errWarmingUp = errors.New("warming up")
+
 // Driver is a registry entry: how to make options and how to open a device.
 type Driver struct {
 	// Name is the value of a sensor's `driver:` key.
@@ -63,6 +80,9 @@ type Driver struct {
 	// reading outside it (0 K, the 85 °C power-on value, RH over 100 %)
 	// is an error, never data. Users may override them per sensor.
 	Limits map[string]Range
+	// I2C says where an I²C chip answers and how scan recognises it; nil
+	// for drivers that are not on I²C.
+	I2C *I2CChip
 }
 
 // ValueName is what a value name must look like: lowercase letters,
@@ -176,17 +196,20 @@ func openOpts[T any](env Env, driver string, opts any) (*T, error) {
 	return o, nil
 }
 
-// round2 rounds to 2 decimals: finer digits are noise for every sensor here
-// and only bloat the published JSON.
-func round2(v float64) float64 {
-	return math.Round(v*100) / 100
+// defaults is a Driver's NewOpts: a fresh copy of the driver's default
+// options on each call.
+func defaults[T any](def T) func() any {
+	return func() any {
+		o := def
+		return &o
+	}
 }
 
-// checkRange rejects physically implausible readings: periph drivers turn
-// bus glitches and dead sensors into numbers rather than errors.
-func checkRange(name string, v, lo, hi float64) error {
-	if math.IsNaN(v) || v < lo || v > hi {
-		return fmt.Errorf("implausible %s %g (valid %g..%g)", name, v, lo, hi)
+// or returns f, or def when f is nil: an options struct's test seam (a
+// func) or the real thing.
+func or[F any](f, def F) F {
+	if reflect.ValueOf(&f).Elem().IsNil() {
+		return def
 	}
-	return nil
+	return f
 }

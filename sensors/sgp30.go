@@ -16,18 +16,47 @@ import (
 type SGP30Opts struct {
 	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
 	Bus string `yaml:"bus"`
+
+	// Seams for tests; nil means the real thing.
+
+	// start runs periph's driver on bus until ctx is done: NewI2C sends
+	// iaq_init, sleeps 20 s, measures, and leaves a goroutine measuring
+	// every second until ctx is done. Tests use the same command sequence
+	// without the sleep.
+	start func(bus i2c.Bus, ctx context.Context) error
+	// now is the clock.
+	now func() time.Time
+	// busLock returns the agent's lock for a bus (see Open), so the
+	// background measurements never interleave with other sensors'
+	// transactions on a shared bus or multiplexer.
+	busLock func(bus string) sync.Locker
 }
 
 // DefaultSGP30Opts are the defaults NewOpts returns for sgp30.
 var DefaultSGP30Opts = SGP30Opts{Bus: "1"}
 
+// target implements i2cOptions.
+func (o *SGP30Opts) target() (string, int) { return o.Bus, sgp30Addr }
+
 // Validate implements Validator.
 func (o *SGP30Opts) Validate() error {
 	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
+		return errNoBus
 	}
 	return nil
 }
+
+// sgp30Chip: fixed at 0x58; identifying it needs a command (a write), which
+// scan does not send.
+var sgp30Chip = &I2CChip{Addrs: []uint16{sgp30Addr}, What: "probably a Sensirion SGP30 (address 0x58)"}
+
+// sgp30Start, sgp30BusLock: the defaults of SGP30Opts' start and busLock.
+func sgp30Start(bus i2c.Bus, ctx context.Context) error {
+	_, err := sgp30.NewI2C(bus, ctx)
+	return err
+}
+
+func sgp30BusLock(bus string) sync.Locker { return busLock(canonicalBus(bus)) }
 
 // Value names of the sgp30 and ccs811 drivers.
 const (
@@ -54,35 +83,16 @@ const (
 	sgp30Stale = 5 * time.Second
 )
 
-var (
-	// sgp30Start runs periph's driver on bus until ctx is done: NewI2C
-	// sends iaq_init, sleeps 20 s, measures, and leaves a goroutine
-	// measuring every second until ctx is done. Tests replace it with the
-	// same command sequence without the sleep.
-	sgp30Start = func(bus i2c.Bus, ctx context.Context) error {
-		_, err := sgp30.NewI2C(bus, ctx)
-		return err
-	}
-	// sgp30Now is the clock; tests replace it.
-	sgp30Now = time.Now
-	// sgp30BusLock returns the agent's lock for a bus (see Open), so the
-	// background measurements never interleave with other sensors'
-	// transactions on a shared bus or multiplexer.
-	sgp30BusLock = func(bus string) sync.Locker { return busLock(canonicalBus(bus)) }
-
-	errSGP30Closed = errors.New("sensor is closed")
-)
+var errSGP30Closed = errors.New("sensor is closed")
 
 func init() {
 	Register(Driver{
-		Name: "sgp30",
-		Doc:  "Sensirion SGP30 air quality on I²C (0x58): eco2_ppm, tvoc_ppb; no values for 20 s after open (IAQ init)",
-		NewOpts: func() any {
-			o := DefaultSGP30Opts
-			return &o
-		},
-		Open:   openSGP30,
-		Limits: sgp30Limits,
+		Name:    "sgp30",
+		Doc:     "Sensirion SGP30 air quality on I²C (0x58): eco2_ppm, tvoc_ppb; no values for 20 s after open (IAQ init)",
+		NewOpts: defaults(DefaultSGP30Opts),
+		Open:    openSGP30,
+		Limits:  sgp30Limits,
+		I2C:     sgp30Chip,
 	})
 }
 
@@ -118,25 +128,17 @@ type sgp30Sensor struct {
 var _ Sensor = (*sgp30Sensor)(nil)
 
 func openSGP30(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[SGP30Opts](env, "sgp30", opts)
+	o, c, err := openI2COpts[SGP30Opts](ctx, env, "sgp30", opts)
 	if err != nil {
 		return nil, err
 	}
-	id := fmt.Sprintf("%s: sgp30 %s %#x", env.Name, busLabel(o.Bus), sgp30Addr)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
+	if err := sgp30Probe(ctx, c.bus); err != nil {
+		return nil, c.openErr(err)
 	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	if err := sgp30Probe(ctx, bus); err != nil {
-		return nil, tapOpenErr(id, o.Bus, err)
-	}
+	start, now, lock := or(o.start, sgp30Start), or(o.now, time.Now), or(o.busLock, sgp30BusLock)
 	bg, cancel := context.WithCancel(context.Background())
-	s := &sgp30Sensor{id: id, now: sgp30Now, cancel: cancel, done: make(chan struct{})}
-	tap := &txTap{Bus: bus, lock: sgp30BusLock(o.Bus), before: s.before, after: s.observe}
-	start := sgp30Start
+	s := &sgp30Sensor{id: c.id, now: now, cancel: cancel, done: make(chan struct{})}
+	tap := &txTap{Bus: c.bus, lock: lock(o.Bus), before: s.before, after: s.observe}
 	go func() {
 		defer close(s.done)
 		// Returns after the first measurement (periph) or when bg is done.

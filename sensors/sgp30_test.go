@@ -90,18 +90,17 @@ func (c *sgp30Clock) set(d time.Duration) {
 	c.t = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(d)
 }
 
-// useSGP30Fake installs the fake and the clock for one test (the tests
-// using it do not run in parallel).
-func useSGP30Fake(t *testing.T, f *sgp30Fake) *sgp30Clock {
+// useSGP30Fake returns options that run the fake with a clock and a bus
+// lock of its own, so the tests can run in parallel.
+func useSGP30Fake(f *sgp30Fake) (*SGP30Opts, *sgp30Clock) {
 	c := &sgp30Clock{}
 	c.set(0)
-	start, now := sgp30Start, sgp30Now
-	sgp30Start, sgp30Now = f.start, c.now
-	t.Cleanup(func() { sgp30Start, sgp30Now = start, now })
-	return c
+	lock := &sync.Mutex{}
+	return &SGP30Opts{Bus: "1", start: f.start, now: c.now, busLock: func(string) sync.Locker { return lock }}, c
 }
 
 func TestSGP30Lifecycle(t *testing.T) {
+	t.Parallel()
 	const id = "t: sgp30 /dev/i2c-1 0x58: read: "
 	ops := []i2ctest.IO{
 		sgp30FeatureCmd, sgp30Feature, sgp30Init,
@@ -113,8 +112,8 @@ func TestSGP30Lifecycle(t *testing.T) {
 	}
 	pb := &i2ctest.Playback{Ops: ops}
 	f := newSGP30Fake()
-	clk := useSGP30Fake(t, f)
-	s, err := open(t, i2cEnv(t, &faultBus{Playback: pb, failAt: 12}), "sgp30", &SGP30Opts{Bus: "1"})
+	o, clk := useSGP30Fake(f)
+	s, err := open(t, i2cEnv(t, &faultBus{Playback: pb, failAt: 12}), "sgp30", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,11 +181,12 @@ func TestSGP30Lifecycle(t *testing.T) {
 // TestSGP30CloseDuringInit: Close while periph still sleeps in NewI2C; its
 // late iaq_init must not reach the bus.
 func TestSGP30CloseDuringInit(t *testing.T) {
+	t.Parallel()
 	f := newSGP30Fake()
 	f.release = make(chan struct{}) // never released: the sleep is cut short by Close
-	useSGP30Fake(t, f)
+	o, _ := useSGP30Fake(f)
 	pb := &i2ctest.Playback{Ops: []i2ctest.IO{sgp30FeatureCmd, sgp30Feature}}
-	s, err := open(t, i2cEnv(t, pb), "sgp30", &SGP30Opts{Bus: "1"})
+	s, err := open(t, i2cEnv(t, pb), "sgp30", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,10 +205,11 @@ func TestSGP30CloseDuringInit(t *testing.T) {
 }
 
 func TestSGP30InitFails(t *testing.T) {
+	t.Parallel()
 	f := newSGP30Fake()
-	useSGP30Fake(t, f)
+	o, _ := useSGP30Fake(f)
 	pb := &i2ctest.Playback{Ops: []i2ctest.IO{sgp30FeatureCmd, sgp30Feature}}
-	s, err := open(t, i2cEnv(t, &faultBus{Playback: pb, failAt: 3}), "sgp30", &SGP30Opts{Bus: "1"})
+	s, err := open(t, i2cEnv(t, &faultBus{Playback: pb, failAt: 3}), "sgp30", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +226,7 @@ func TestSGP30InitFails(t *testing.T) {
 }
 
 func TestSGP30OpenErrors(t *testing.T) {
+	t.Parallel()
 	const id = "t: sgp30 /dev/i2c-1 0x58: open: "
 	const hint = "no device answered; check the wiring and the address (i2cdetect -y 1): "
 	for _, tc := range []struct {
@@ -241,15 +243,13 @@ func TestSGP30OpenErrors(t *testing.T) {
 			id + "feature set 0x1020 is not an SGP30's (product type 1, want 0)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			start := sgp30Start
-			sgp30Start = func(i2c.Bus, context.Context) error { t.Error("started after a failed probe"); return nil }
-			defer func() { sgp30Start = start }()
+			start := func(i2c.Bus, context.Context) error { t.Error("started after a failed probe"); return nil }
 			pb := &i2ctest.Playback{Ops: tc.ops}
 			var bus I2CBus = pb
 			if tc.failAt > 0 {
 				bus = &faultBus{Playback: pb, failAt: tc.failAt}
 			}
-			s, err := open(t, i2cEnv(t, bus), "sgp30", &SGP30Opts{Bus: "1"})
+			s, err := open(t, i2cEnv(t, bus), "sgp30", &SGP30Opts{Bus: "1", start: start})
 			if s != nil {
 				t.Error("got a sensor with an error")
 			}

@@ -2,9 +2,7 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"periph.io/x/conn/v3/i2c"
@@ -12,26 +10,31 @@ import (
 )
 
 // TMP102Opts configures the tmp102 driver (TI TMP102; also TMP112).
-type TMP102Opts struct {
-	// Bus is the I²C bus: "1", "I2C1" or "/dev/i2c-1".
-	Bus string `yaml:"bus"`
-	// Address is 0x48..0x4b, set by wiring the ADD0 pin to GND, V+, SDA or
-	// SCL.
-	Address int `yaml:"address"`
-}
+//
+// Its address is 0x48..0x4b, set by wiring the ADD0 pin to GND, V+, SDA
+// or SCL.
+type TMP102Opts I2COpts
 
 // DefaultTMP102Opts are the defaults NewOpts returns for tmp102.
-var DefaultTMP102Opts = TMP102Opts{Bus: "1", Address: 0x48}
+var DefaultTMP102Opts = TMP102Opts(defaultI2COpts(tmp102Chip))
+
+// target implements i2cOptions.
+func (o *TMP102Opts) target() (string, int) { return o.Bus, o.Address }
 
 // Validate implements Validator.
 func (o *TMP102Opts) Validate() error {
-	if o.Bus == "" {
-		return errors.New(`bus: empty; set the I²C bus, e.g. "1" for /dev/i2c-1`)
-	}
-	if o.Address < 0x48 || o.Address > 0x4b {
-		return fmt.Errorf("address: %#x is not a TMP102 address; use 0x48..0x4b (ADD0 to GND, V+, SDA or SCL)", o.Address)
-	}
-	return nil
+	return checkI2C(o.Bus, o.Address, tmp102Chip, "address: %#x is not a TMP102 address; use 0x48..0x4b (ADD0 to GND, V+, SDA or SCL)")
+}
+
+// tmp102Chip: 0x48..0x4b by the ADD0 pin; its configuration register
+// reads 0x60A0 after reset (bit 5, AL, follows the alert state).
+var tmp102Chip = &I2CChip{
+	Addrs: span(0x48, 0x4b),
+	Identify: func(b I2CBus, addr uint16) bool {
+		v, ok := readReg16(b, addr, tmp102RegConfig)
+		return ok && v&0xFFDF == 0x6080
+	},
+	What: "TI TMP102 (config 0x60A0 after reset)",
 }
 
 // tmp102Limits is the datasheet's specified range (-40..125 °C).
@@ -48,14 +51,12 @@ const (
 
 func init() {
 	Register(Driver{
-		Name: "tmp102",
-		Doc:  "TI TMP102 on I²C: temperature_c",
-		NewOpts: func() any {
-			o := DefaultTMP102Opts
-			return &o
-		},
-		Open:   openTMP102,
-		Limits: tmp102Limits,
+		Name:    "tmp102",
+		Doc:     "TI TMP102 on I²C: temperature_c",
+		NewOpts: defaults(DefaultTMP102Opts),
+		Open:    openTMP102,
+		Limits:  tmp102Limits,
+		I2C:     tmp102Chip,
 	})
 }
 
@@ -69,53 +70,31 @@ func init() {
 // (Sense's error is checked); Halt clears the shutdown bit instead of
 // setting it, so Close sets it itself; the decoding assumes the 12-bit
 // format (extended mode off, the power-on default).
+//
+// The first read after Open waits for the first conversion (ready).
 type tmp102Sensor struct {
-	id string // "greenhouse: tmp102 /dev/i2c-1 0x48", prefix of every error
-
-	mu    sync.Mutex // Read and Close may race when the scheduler gives up on a Read
-	dev   *tmp102.Dev
-	reg   *i2c.Dev  // the same chip, for the shutdown periph gets wrong
-	ready time.Time // the first conversion after enabling has ended
+	envReader
+	reg *i2c.Dev // the same chip, for the shutdown periph gets wrong
 }
 
 var _ Sensor = (*tmp102Sensor)(nil)
 
 func openTMP102(ctx context.Context, env Env, opts any) (Sensor, error) {
-	o, err := openOpts[TMP102Opts](env, "tmp102", opts)
+	_, c, err := openI2COpts[TMP102Opts](ctx, env, "tmp102", opts)
 	if err != nil {
 		return nil, err
-	}
-	id := fmt.Sprintf("%s: tmp102 %s %#x", env.Name, busLabel(o.Bus), o.Address)
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
-	}
-	bus, err := env.I2C(o.Bus)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open: %w", id, err)
 	}
 	// NewI2C reads the configuration, clears the shutdown bit and writes
 	// it back with the conversion rate. A fresh *Opts per device: periph
 	// keeps the pointer.
-	dev, err := tmp102.NewI2C(bus, uint16(o.Address), &tmp102.Opts{SampleRate: tmp102.RateFourHertz, AlertSetting: tmp102.ModeComparator})
+	dev, err := tmp102.NewI2C(c.bus, c.addr, &tmp102.Opts{SampleRate: tmp102.RateFourHertz, AlertSetting: tmp102.ModeComparator})
 	if err != nil { // dev is non-nil here: never use it
-		return nil, i2cOpenError(id, o.Bus, err)
+		return nil, c.openErr(err)
 	}
 	return &tmp102Sensor{
-		id:    id,
-		dev:   dev,
-		reg:   &i2c.Dev{Bus: bus, Addr: uint16(o.Address)},
-		ready: time.Now().Add(tmp102Conversion),
+		envReader: envReader{id: c.id, dev: dev, ready: time.Now().Add(tmp102Conversion), convert: envTemperature, limits: tmp102Limits},
+		reg:       c.dev(),
 	}, nil
-}
-
-func (s *tmp102Sensor) Read(ctx context.Context) (Values, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.dev == nil {
-		return nil, fmt.Errorf("%s: read: sensor is closed", s.id)
-	}
-	// The first read after Open waits for the first conversion.
-	return senseEnv(ctx, s.id, s.ready, s.dev, envTemperature, tmp102Limits)
 }
 
 // Close puts the chip in shutdown mode (configuration SD bit), which

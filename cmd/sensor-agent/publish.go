@@ -14,8 +14,9 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
-// cmdPublish does the seed article's job as a one-liner: one message to one
-// topic, with the agent's TLS, ALPN and error reporting.
+// cmdPublish publishes one message to one topic as a one-liner, the job of
+// a hand-written publish script, with the agent's TLS, ALPN and error
+// reporting.
 func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("publish", stderr)
 	cfgPath := fs.String("config", "", "config file to take the endpoint from (default "+config.DefaultPath+" unless -host is given)")
