@@ -399,6 +399,16 @@ func TestVersionScheme(t *testing.T) {
 			t.Errorf("version.sh --deb %s = %q, want %q", v, got, want)
 		}
 	}
+	// The dist test's check of the README's examples against the tag.
+	readme := "sudo apt install ./sensor-agent_1.2.0~rc1_armhf.deb\ntar xzf sensor-agent_1.2.0-rc1_linux_armv6.tar.gz\n" +
+		"cd sensor-agent_1.2.0-rc1_linux_armv6\nmsg=started version=v1.2.0-rc1 device=pi\n"
+	deb := func(v string) string { return debVersion(t, v) }
+	if problems, n := readmeVersionProblems(readme, "v1.2.0-rc1", deb); len(problems) > 0 || n != 4 {
+		t.Errorf("README against its tag: %d checked, problems %q", n, problems)
+	}
+	if problems, _ := readmeVersionProblems(readme, "v1.2.0", deb); len(problems) != 4 {
+		t.Errorf("README against another tag: problems %q, want 4", problems)
+	}
 	out, err := exec.Command("sh", "../../systemd/packaging/version.sh").Output()
 	if err != nil {
 		t.Fatal(err)

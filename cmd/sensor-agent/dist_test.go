@@ -831,22 +831,31 @@ func distCheckVersions(t *testing.T, root string, b distBuild, info distInfo) {
 		t.Logf("no version tag: the README's versions are not checked (tag a release: git tag v1.2.3)")
 		return
 	}
-	checked := 0
-	for _, m := range regexp.MustCompile(`sensor-agent_([^_\s]+)_(linux_[a-z0-9]+|armhf|arm64|amd64)`).FindAllStringSubmatch(string(readme), -1) {
+	problems, checked := readmeVersionProblems(string(readme), tag, func(v string) string { return debVersion(t, v) })
+	for _, p := range problems {
+		t.Errorf("README: %s", p)
+	}
+	t.Logf("README: %d versions checked against the tag %s", checked, tag)
+}
+
+// readmeVersionProblems lists the README's release file names and logged
+// versions that are not the tag's (deb maps a version to its Debian form).
+func readmeVersionProblems(readme, tag string, deb func(string) string) (problems []string, checked int) {
+	for _, m := range regexp.MustCompile(`sensor-agent_([^_\s]+)_(linux_[a-z0-9]+|armhf|arm64|amd64)`).FindAllStringSubmatch(readme, -1) {
 		want := strings.TrimPrefix(tag, "v")
 		if !strings.HasPrefix(m[2], "linux_") {
-			want = debVersion(t, tag)
+			want = deb(tag)
 		}
 		if m[1] != want {
-			t.Errorf("README: %s, want version %s (the tag %s)", m[0], want, tag)
+			problems = append(problems, fmt.Sprintf("%s, want version %s (the tag %s)", m[0], want, tag))
 		}
 		checked++
 	}
-	for _, m := range regexp.MustCompile(`version=(v[0-9]\S*)`).FindAllStringSubmatch(string(readme), -1) {
+	for _, m := range regexp.MustCompile(`version=(v[0-9]\S*)`).FindAllStringSubmatch(readme, -1) {
 		if m[1] != tag {
-			t.Errorf("README: version=%s, want %s (the tag)", m[1], tag)
+			problems = append(problems, fmt.Sprintf("version=%s, want %s (the tag)", m[1], tag))
 		}
 		checked++
 	}
-	t.Logf("README: %d versions, all the tag's %s", checked, tag)
+	return problems, checked
 }
