@@ -89,11 +89,14 @@ _sensor_agent() {
 	local cmd=${COMP_WORDS[1]} sub= flags= values=
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "%s -h --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "%s help -h --help --version" -- "$cur"))
 		return
 	fi
 	case $cmd in
-`, strings.Join(names, " "))
+	help)
+		((COMP_CWORD == 2)) && COMPREPLY=($(compgen -W "%s" -- "$cur"))
+		return ;;
+`, strings.Join(names, " "), strings.Join(names, " "))
 	for _, n := range names {
 		if subs, ok := subcommands[n]; ok {
 			fmt.Fprintf(&b, "\t%s)\n\t\tif ((COMP_CWORD == 2)); then\n\t\t\tCOMPREPLY=($(compgen -W \"%s -h\" -- \"$cur\"))\n\t\t\treturn\n\t\tfi\n\t\tsub=${COMP_WORDS[2]} ;;\n",

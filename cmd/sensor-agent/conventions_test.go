@@ -242,6 +242,7 @@ func TestCompletion(t *testing.T) {
 		want  []string
 	}{
 		{[]string{"sensor-agent", "sp"}, []string{"spool"}},
+		{[]string{"sensor-agent", "help", "dr"}, []string{"drivers"}},
 		{[]string{"sensor-agent", "--v"}, []string{"--version"}},
 		{[]string{"sensor-agent", "run", "-ex"}, []string{"-exit-when-idle"}},
 		{[]string{"sensor-agent", "spool", "st"}, []string{"stats"}},
