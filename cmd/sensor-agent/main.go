@@ -95,17 +95,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return exitUsage
 	}
-	switch {
-	case isHelp(args[0]) && args[0] != "help":
+	switch args[0] {
+	case "-h", "-help", "--help":
 		usage(stderr)
 		return exitOK
-	case args[0] == "help": // help, or help COMMAND: that command's -h
+	case "help": // help, or help COMMAND: that command's -h
 		if len(args) == 1 || isHelp(args[1]) {
 			usage(stderr)
 			return exitOK
 		}
-		args = append(args[1:2:2], "-h")
-	case args[0] == "-version" || args[0] == "--version":
+		args = []string{args[1], "-h"}
+	case "-version", "--version":
 		args = []string{"version"}
 	}
 	cmd, ok := commands[args[0]]
