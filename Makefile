@@ -1,13 +1,15 @@
 # sensor-agent: make demo runs it, make test tests it.
 GO       ?= go
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The one version string (systemd/packaging/version.sh): the git tag, or
+# git describe's v1.2.0-3-gabc1234; untagged v0.0.0-<commits>-g<hash>.
+VERSION  ?= $(shell sh systemd/packaging/version.sh)
 COMMIT   ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 BIN      := bin/sensor-agent
 DEMO_FLAGS ?=
 
-.PHONY: all build lint test demo cross bench powercut torture clean dist deb dist-check install
+.PHONY: all build lint test demo cross bench powercut torture clean dist deb dist-check install licenses
 
 all: build
 
@@ -78,11 +80,17 @@ deb:
 dist-check:
 	SENSOR_AGENT_DIST=1 $(GO) test -count=1 -run '^TestDist$$' -v -timeout 20m ./cmd/sensor-agent
 
-# Installs bin/sensor-agent as a systemd service (systemd/install.sh):
+# Installs bin/sensor-agent as a systemd service (systemd/install.sh), with
+# the man page, bash completion, LICENSE and third-party licences:
 # make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]
 PREFIX ?= /usr/local
 install: build
 	sh systemd/install.sh --bin $(BIN) --prefix $(PREFIX) $(if $(DESTDIR),--destdir $(DESTDIR))
+
+# After changing go.mod: rewrite systemd/packaging/THIRD_PARTY_LICENSES
+# from the module cache (TestThirdPartyLicenses checks it).
+licenses:
+	sh systemd/packaging/third-party-licenses.sh '$(GO)'
 
 clean:
 	rm -rf bin dist

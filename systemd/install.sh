@@ -15,7 +15,9 @@
 # Installs: PREFIX/bin/sensor-agent, /etc/systemd/system/sensor-agent.service
 # (ExecStart pointing at PREFIX/bin), /etc/sysusers.d/sensor-agent.conf,
 # /etc/tmpfiles.d/sensor-agent.conf, /etc/sensor-agent/config.yaml.example,
-# PREFIX/share/doc/sensor-agent/README.md. Then runs systemd-sysusers (user
+# PREFIX/share/doc/sensor-agent/{README.md,LICENSE,THIRD_PARTY_LICENSES},
+# the man page PREFIX/share/man/man1/sensor-agent.1 and the bash completion
+# PREFIX/share/bash-completion/completions/sensor-agent. Then runs systemd-sysusers (user
 # sensor-agent in groups i2c and gpio), systemd-tmpfiles --create,
 # systemctl daemon-reload and enable.
 set -eu
@@ -53,6 +55,19 @@ sysusers=$destdir/etc/sysusers.d/sensor-agent.conf
 tmpfiles=$destdir/etc/tmpfiles.d/sensor-agent.conf
 target=$prefix/bin/sensor-agent
 doc=$destdir$prefix/share/doc/sensor-agent
+man=$destdir$prefix/share/man/man1/sensor-agent.1
+completion=$destdir$prefix/share/bash-completion/completions/sensor-agent
+# Where the tarball has the man page, the completion script and the
+# third-party licences; the source tree has them in systemd/packaging (the
+# completion is asked of the binary).
+src_man=$top/systemd/sensor-agent.1
+src_completion=$top/systemd/sensor-agent.bash
+src_licenses=$top/THIRD_PARTY_LICENSES
+if [ ! -f "$src_man" ]; then
+	src_man=$top/systemd/packaging/sensor-agent.1
+	src_completion=
+	src_licenses=$top/systemd/packaging/THIRD_PARTY_LICENSES
+fi
 
 live() { [ -z "$destdir" ]; }
 
@@ -69,7 +84,7 @@ if $uninstall; then
 	if systemd_up; then
 		systemctl disable --now sensor-agent.service || true
 	fi
-	rm -f "$destdir$target" "$unit" "$sysusers" "$tmpfiles" "$destdir/etc/sensor-agent/config.yaml.example"
+	rm -f "$destdir$target" "$unit" "$sysusers" "$tmpfiles" "$destdir/etc/sensor-agent/config.yaml.example" "$man" "$completion"
 	rm -rf "$doc"
 	if systemd_up; then
 		systemctl daemon-reload
@@ -83,7 +98,8 @@ if [ ! -f "$bin" ]; then
 	exit 1
 fi
 
-install -d -m 0755 "$destdir$prefix/bin" "$destdir/etc/systemd/system" "$destdir/etc/sysusers.d" "$destdir/etc/tmpfiles.d" "$doc"
+install -d -m 0755 "$destdir$prefix/bin" "$destdir/etc/systemd/system" "$destdir/etc/sysusers.d" "$destdir/etc/tmpfiles.d" "$doc" \
+	"${man%/*}" "${completion%/*}"
 # Replace, not overwrite in place: the running binary stays intact.
 install -m 0755 "$bin" "$destdir$target.new"
 mv -f "$destdir$target.new" "$destdir$target"
@@ -93,6 +109,18 @@ mv -f "$unit.new" "$unit"
 install -m 0644 "$top/systemd/sensor-agent.sysusers" "$sysusers"
 install -m 0644 "$top/systemd/sensor-agent.tmpfiles" "$tmpfiles"
 install -m 0644 "$top/README.md" "$doc/README.md"
+install -m 0644 "$top/LICENSE" "$doc/LICENSE"
+install -m 0644 "$src_licenses" "$doc/THIRD_PARTY_LICENSES"
+install -m 0644 "$src_man" "$man"
+if [ -n "$src_completion" ]; then
+	install -m 0644 "$src_completion" "$completion"
+elif "$bin" completion bash >"$completion.new" 2>/dev/null; then
+	chmod 0644 "$completion.new"
+	mv -f "$completion.new" "$completion"
+else # a binary for another machine, staged into --destdir
+	rm -f "$completion.new"
+	echo "install.sh: $bin does not run here: no bash completion installed (sensor-agent completion bash prints it)" >&2
+fi
 
 if live; then
 	systemd-sysusers "$sysusers"

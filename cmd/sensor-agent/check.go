@@ -29,7 +29,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // check is the command after its flags; clockState says whether the clock
 // is synchronised (doctor.SystemClock).
 func check(ctx context.Context, cfgPath, sysfs string, clockState func() (bool, string), stdout, stderr io.Writer) error {
-	cfg, err := config.Load(cfgPath)
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return err
 	}

@@ -129,8 +129,8 @@ func TestConfigRefused(t *testing.T) {
 			for _, args := range [][]string{{"check", "-config", path}, {"run", "-config", path, "-exit-when-idle"}} {
 				ctx := testContext(t)
 				r := sensorAgent(t, ctx, nil, args...)
-				if r.code != 1 {
-					t.Errorf("%s: exit %d, want 1", args[0], r.code)
+				if r.code != exitConfig { // was 1 before issue 10's distinct status for config errors
+					t.Errorf("%s: exit %d, want %d", args[0], r.code, exitConfig)
 				}
 				if r.stdout != "" {
 					t.Errorf("%s: stdout %q, want nothing", args[0], r.stdout)

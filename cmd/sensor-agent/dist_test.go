@@ -13,7 +13,12 @@ package main
 //     inside, and no lintian error;
 //   - the arm binaries run under Debian's qemu-user-static: armv6 as an
 //     ARM1176 (Pi Zero/1), armv7, arm64 (and amd64 natively): `version`,
-//     `check` with a sim sensor, and `run` publishing to the emulator.
+//     `check` with a sim sensor, and `run` publishing to the emulator;
+//   - one version string (systemd/packaging/version.sh) in `version`, the
+//     file names, the .deb's Version and changelog, and the README's
+//     examples (those against the latest tag);
+//   - LICENSE, THIRD_PARTY_LICENSES, the man page and the bash completion
+//     in the tarballs, the .debs (copyright) and install.sh's tree.
 //
 // It is slow (two builds, about two minutes), so it runs only with CI=true,
 // where a missing tool fails it, or SENSOR_AGENT_DIST=1 (make dist-check),
@@ -177,6 +182,7 @@ func TestDist(t *testing.T) {
 	t.Run("install.sh", func(t *testing.T) { distCheckInstall(t, b1, info) })
 	t.Run("systemd", func(t *testing.T) { distCheckSystemd(t, root, b1, info) })
 	t.Run("deb", func(t *testing.T) { distCheckDebs(t, b1, info) })
+	t.Run("versions", func(t *testing.T) { distCheckVersions(t, root, b1, info) })
 	t.Run("run", func(t *testing.T) {
 		for _, a := range distArches {
 			t.Run(a.name, func(t *testing.T) {
@@ -200,12 +206,13 @@ func distVersion(t *testing.T, root string) distInfo {
 		}
 		return strings.TrimSpace(string(out))
 	}
+	version, _ := exec.Command("sh", filepath.Join(root, "systemd", "packaging", "version.sh")).Output()
 	d := distInfo{
-		version: git("describe", "--tags", "--always", "--dirty"),
+		version: strings.TrimSpace(string(version)),
 		commit:  git("rev-parse", "--short=12", "HEAD"),
 		epoch:   git("log", "-1", "--format=%ct"),
 	}
-	if d.version == "" || d.commit == "" || d.epoch == "" {
+	if d.version == "" || d.version == "v0.0.0-unknown" || d.commit == "" || d.epoch == "" {
 		t.Logf("not a git checkout: using a fixed version")
 		d = distInfo{version: "v0.0.0-distcheck", commit: "000000000000", epoch: "1780000000"}
 	}
@@ -407,6 +414,10 @@ func distCheckTarballs(t *testing.T, b distBuild, info distInfo) {
 			name + "/systemd/sensor-agent.service":  0o644,
 			name + "/systemd/sensor-agent.sysusers": 0o644,
 			name + "/systemd/sensor-agent.tmpfiles": 0o644,
+			name + "/systemd/sensor-agent.1":        0o644,
+			name + "/systemd/sensor-agent.bash":     0o644,
+			name + "/LICENSE":                       0o644,
+			name + "/THIRD_PARTY_LICENSES":          0o644,
 		}
 		var names []string
 		for _, e := range entries {
@@ -434,9 +445,19 @@ func distCheckTarballs(t *testing.T, b distBuild, info distInfo) {
 		if !slices.IsSorted(names) {
 			t.Errorf("%s.tar.gz: names not sorted: %v", name, names)
 		}
+		same := map[string]string{"LICENSE": "../../LICENSE", "THIRD_PARTY_LICENSES": "../../systemd/packaging/THIRD_PARTY_LICENSES",
+			"systemd/sensor-agent.1": "../../systemd/packaging/sensor-agent.1"}
 		for _, e := range entries {
 			if e.hdr.Name == name+"/sensor-agent" && !bytes.Equal(e.data, b.files[name]) {
 				t.Errorf("%s.tar.gz: the binary differs from %s", name, name)
+			}
+			if src, ok := same[strings.TrimPrefix(e.hdr.Name, name+"/")]; ok {
+				if want, err := os.ReadFile(src); err != nil || !bytes.Equal(e.data, want) {
+					t.Errorf("%s.tar.gz: %s is not %s (%v)", name, e.hdr.Name, src, err)
+				}
+			}
+			if e.hdr.Name == name+"/systemd/sensor-agent.bash" && !bytes.Contains(e.data, []byte("complete -o bashdefault -o default -F _sensor_agent sensor-agent")) {
+				t.Errorf("%s.tar.gz: %s is not the bash completion", name, e.hdr.Name)
 			}
 		}
 	}
@@ -473,12 +494,16 @@ func distCheckInstall(t *testing.T, b distBuild, info distInfo) {
 	out := distRun(t, time.Minute, filepath.Join(dir, name), nil, "sh", "./install.sh", "--destdir", dest)
 	t.Logf("install.sh --destdir:\n%s", out)
 	want := map[string]os.FileMode{
-		"usr/local/bin/sensor-agent":                 0o755,
-		"etc/systemd/system/sensor-agent.service":    0o644,
-		"etc/sysusers.d/sensor-agent.conf":           0o644,
-		"etc/tmpfiles.d/sensor-agent.conf":           0o644,
-		"etc/sensor-agent/config.yaml.example":       0o640,
-		"usr/local/share/doc/sensor-agent/README.md": 0o644,
+		"usr/local/bin/sensor-agent":                               0o755,
+		"etc/systemd/system/sensor-agent.service":                  0o644,
+		"etc/sysusers.d/sensor-agent.conf":                         0o644,
+		"etc/tmpfiles.d/sensor-agent.conf":                         0o644,
+		"etc/sensor-agent/config.yaml.example":                     0o640,
+		"usr/local/share/doc/sensor-agent/README.md":               0o644,
+		"usr/local/share/doc/sensor-agent/LICENSE":                 0o644,
+		"usr/local/share/doc/sensor-agent/THIRD_PARTY_LICENSES":    0o644,
+		"usr/local/share/man/man1/sensor-agent.1":                  0o644,
+		"usr/local/share/bash-completion/completions/sensor-agent": 0o644,
 	}
 	for p, mode := range want {
 		fi, err := os.Stat(filepath.Join(dest, p))
@@ -625,6 +650,7 @@ func distCheckDebs(t *testing.T, b distBuild, info distInfo) {
 			"./etc/sensor-agent/config.yaml.example", "./usr/share/doc/sensor-agent/copyright",
 			"./usr/share/doc/sensor-agent/changelog.gz", "./usr/share/doc/sensor-agent/README.md.gz",
 			"./usr/share/man/man1/sensor-agent.1.gz", "./usr/share/lintian/overrides/sensor-agent",
+			"./usr/share/bash-completion/completions/sensor-agent",
 		} {
 			if !regexp.MustCompile(`(?m) root/root .* ` + regexp.QuoteMeta(p) + `$`).MatchString(contents) {
 				t.Errorf("%s: %s missing or not owned by root:\n%s", filepath.Base(deb), p, contents)
@@ -654,6 +680,11 @@ func distCheckDebs(t *testing.T, b distBuild, info distInfo) {
 		for _, e := range distReadTar(t, bytes.NewReader(tarball)) {
 			if e.hdr.Name == "./usr/bin/sensor-agent" && !bytes.Equal(e.data, b.files["sensor-agent_"+info.fileVersion()+"_linux_"+a.name]) {
 				t.Errorf("%s: /usr/bin/sensor-agent is not the %s binary", filepath.Base(deb), a.name)
+			}
+			if e.hdr.Name == "./usr/share/doc/sensor-agent/copyright" {
+				if want, err := os.ReadFile("../../systemd/packaging/copyright"); err != nil || !bytes.Equal(e.data, want) {
+					t.Errorf("%s: copyright is not systemd/packaging/copyright (%v)", filepath.Base(deb), err)
+				}
 			}
 		}
 		t.Logf("%s: %d bytes, dpkg-deb ok", filepath.Base(deb), len(b.files[filepath.Base(deb)]))
@@ -749,4 +780,82 @@ func distCheckRun(t *testing.T, argv []string, platform string, info distInfo) {
 	}
 	t.Logf("%s: version, check and run (42 readings in %d messages) in %s",
 		how, len(srv.Messages()), time.Since(start).Round(time.Millisecond))
+}
+
+// distCheckVersions: one version string. `version` prints info.version
+// (distCheckRun), the file names carry it without its "v" (distMake); here
+// the .debs' Version and changelog carry its Debian form, and the README's
+// examples the latest tag's.
+func distCheckVersions(t *testing.T, root string, b distBuild, info distInfo) {
+	debv := debVersion(t, info.version)
+	for _, a := range distArches {
+		if a.deb == "" {
+			continue
+		}
+		name := "sensor-agent_" + debv + "_" + a.deb + ".deb"
+		if _, ok := b.files[name]; !ok {
+			t.Errorf("no %s: the .deb's version is not version.sh's mapping of %s", name, info.version)
+			continue
+		}
+		deb := filepath.Join(b.dir, name)
+		if v := distRun(t, time.Minute, b.dir, nil, "dpkg-deb", "--field", deb, "Version"); v != debv+"\n" {
+			t.Errorf("%s: Version %q, want %q", name, v, debv)
+		}
+		tarball := distRun(t, time.Minute, b.dir, nil, "dpkg-deb", "--fsys-tarfile", deb)
+		for _, e := range distReadTar(t, strings.NewReader(tarball)) {
+			if e.hdr.Name != "./usr/share/doc/sensor-agent/changelog.gz" {
+				continue
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(e.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			log, _ := io.ReadAll(zr)
+			if first, _, _ := strings.Cut(string(log), "\n"); first != "sensor-agent ("+debv+") unstable; urgency=medium" ||
+				!strings.Contains(string(log), "Build of "+info.version+" ") {
+				t.Errorf("%s: changelog does not name %s and %s:\n%s", name, debv, info.version, log)
+			}
+		}
+	}
+	t.Logf("version %s: files %s, .deb %s", info.version, info.fileVersion(), debv)
+
+	cmd := exec.Command("git", "describe", "--tags", "--abbrev=0", "--match", "v[0-9]*")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	tag := strings.TrimSpace(string(out))
+	readme, rerr := os.ReadFile(filepath.Join(root, "README.md"))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if err != nil || tag == "" {
+		t.Logf("no version tag: the README's versions are not checked (tag a release: git tag v1.2.3)")
+		return
+	}
+	problems, checked := readmeVersionProblems(string(readme), tag, func(v string) string { return debVersion(t, v) })
+	for _, p := range problems {
+		t.Errorf("README: %s", p)
+	}
+	t.Logf("README: %d versions checked against the tag %s", checked, tag)
+}
+
+// readmeVersionProblems lists the README's release file names and logged
+// versions that are not the tag's (deb maps a version to its Debian form).
+func readmeVersionProblems(readme, tag string, deb func(string) string) (problems []string, checked int) {
+	for _, m := range regexp.MustCompile(`sensor-agent_([^_\s]+)_(linux_[a-z0-9]+|armhf|arm64|amd64)`).FindAllStringSubmatch(readme, -1) {
+		want := strings.TrimPrefix(tag, "v")
+		if !strings.HasPrefix(m[2], "linux_") {
+			want = deb(tag)
+		}
+		if m[1] != want {
+			problems = append(problems, fmt.Sprintf("%s, want version %s (the tag %s)", m[0], want, tag))
+		}
+		checked++
+	}
+	for _, m := range regexp.MustCompile(`version=(v[0-9]\S*)`).FindAllStringSubmatch(readme, -1) {
+		if m[1] != tag {
+			problems = append(problems, fmt.Sprintf("version=%s, want %s (the tag)", m[1], tag))
+		}
+		checked++
+	}
+	return problems, checked
 }

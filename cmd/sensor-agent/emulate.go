@@ -14,63 +14,82 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
 )
 
-// cmdEmulate runs the AWS IoT HTTPS endpoint emulator until ctx is
-// cancelled, printing each accepted message on one line to stdout.
-func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// emulateArgs are emulate's flags, checked.
+type emulateArgs struct {
+	alpnListen, plainListen, dir, record, fail, answer, logLevel string
+	lose                                                         float64
+	delay, downAfter, downFor                                    time.Duration
+	seed                                                         int64
+	statuses                                                     map[int]float64
+	mode                                                         iotemu.Mode
+}
+
+// parseEmulateArgs parses and checks emulate's command line.
+func parseEmulateArgs(args []string, stderr io.Writer) (*emulateArgs, error) {
+	a := &emulateArgs{}
 	fs := newFlagSet("emulate", stderr)
-	alpnListen := fs.String("alpn-listen", "127.0.0.1:4443", `443-style listener: client certificate only with ALPN x-amzn-http-ca, else 403 ("off" to disable)`)
-	plainListen := fs.String("plain-listen", "127.0.0.1:8443", `8443-style listener: client certificate, no ALPN needed ("off" to disable)`)
-	dir := fs.String("dir", "emulator", "directory of the CA, server and device certificates; generated when empty")
-	record := fs.String("record", "", "append accepted messages to this JSON Lines `file`")
-	fail := fs.String("fail", "", "answer errors at random with these `rates`, status=probability,... (e.g. 429=0.1,500=0.05)")
-	lose := fs.Float64("lose", 0, "probability of recording a message but dropping its reply (0-1)")
-	delay := fs.Duration("delay", 0, "delay before every reply")
-	seed := fs.Int64("seed", 1, "seed for request ids and random faults (same seed, same faults)")
-	downAfter := fs.Duration("down-after", 0, "refuse connections after being up this long, again and again (with -down-for)")
-	downFor := fs.Duration("down-for", 0, "length of each down period (with -down-after)")
-	answer := fs.String("answer", "normal", "answer every request `mode`: normal (as AWS), redirect[=STATUS[,LOCATION]], html[=STATUS] (a proxy's or captive portal's page; 2xx swallows the message) or stall (never answer)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&a.alpnListen, "alpn-listen", "127.0.0.1:4443", `443-style listener: client certificate only with ALPN x-amzn-http-ca, else 403 ("off" to disable)`)
+	fs.StringVar(&a.plainListen, "plain-listen", "127.0.0.1:8443", `8443-style listener: client certificate, no ALPN needed ("off" to disable)`)
+	fs.StringVar(&a.dir, "dir", "emulator", "directory of the CA, server and device certificates; generated when empty")
+	fs.StringVar(&a.record, "record", "", "append accepted messages to this JSON Lines `file`")
+	fs.StringVar(&a.fail, "fail", "", "answer errors at random with these `rates`, status=probability,... (e.g. 429=0.1,500=0.05)")
+	fs.Float64Var(&a.lose, "lose", 0, "probability of recording a message but dropping its reply (0-1)")
+	fs.DurationVar(&a.delay, "delay", 0, "delay before every reply")
+	fs.Int64Var(&a.seed, "seed", 1, "seed for request ids and random faults (same seed, same faults)")
+	fs.DurationVar(&a.downAfter, "down-after", 0, "refuse connections after being up this long, again and again (with -down-for)")
+	fs.DurationVar(&a.downFor, "down-for", 0, "length of each down period (with -down-after)")
+	fs.StringVar(&a.answer, "answer", "normal", "answer every request `mode`: normal (as AWS), redirect[=STATUS[,LOCATION]], html[=STATUS] (a proxy's or captive portal's page; 2xx swallows the message) or stall (never answer)")
+	fs.StringVar(&a.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "sensor-agent emulate: unexpected arguments %q\n", fs.Args())
-		return errUsage
+		return nil, errUsage
 	}
-	statuses, err := parseFailRates(*fail)
-	if err != nil {
-		return fmt.Errorf("-fail: %w", err)
+	var err error
+	if a.statuses, err = parseFailRates(a.fail); err != nil {
+		return nil, fmt.Errorf("-fail: %w", err)
 	}
-	mode, err := iotemu.ParseMode(*answer)
-	if err != nil {
-		return fmt.Errorf("-answer: %w", err)
+	if a.mode, err = iotemu.ParseMode(a.answer); err != nil {
+		return nil, fmt.Errorf("-answer: %w", err)
 	}
-	if (*downAfter > 0) != (*downFor > 0) {
-		return fmt.Errorf("-down-after and -down-for go together")
+	if (a.downAfter > 0) != (a.downFor > 0) {
+		return nil, fmt.Errorf("-down-after and -down-for go together")
 	}
-	log := newLogger(stderr, *logLevel)
+	return a, nil
+}
 
-	pki, err := iotemu.NewPKI(*dir)
+// cmdEmulate runs the AWS IoT HTTPS endpoint emulator until ctx is
+// cancelled, printing each accepted message on one line to stdout.
+func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	a, err := parseEmulateArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, a.logLevel)
+
+	pki, err := iotemu.NewPKI(a.dir)
 	if err != nil {
 		return err
 	}
 	var rec *os.File
-	if *record != "" {
-		if rec, err = os.OpenFile(*record, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
+	if a.record != "" {
+		if rec, err = os.OpenFile(a.record, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
 			return fmt.Errorf("open record file: %w", err)
 		}
 		defer rec.Close()
 	}
 	var outMu sync.Mutex // handlers print concurrently
 	opts := iotemu.Options{
-		ALPNAddr:  *alpnListen,
-		PlainAddr: *plainListen,
+		ALPNAddr:  a.alpnListen,
+		PlainAddr: a.plainListen,
 		PKI:       pki,
 		Logger:    log,
-		Seed:      *seed,
-		Rates:     iotemu.Rates{Status: statuses, Lose: *lose},
-		Delay:     *delay,
-		Mode:      mode,
+		Seed:      a.seed,
+		Rates:     iotemu.Rates{Status: a.statuses, Lose: a.lose},
+		Delay:     a.delay,
+		Mode:      a.mode,
 		OnMessage: func(m iotemu.Message) {
 			outMu.Lock()
 			defer outMu.Unlock()
@@ -87,19 +106,19 @@ func cmdEmulate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer srv.Close()
 
 	log.Info("device files", "cert", pki.Path(iotemu.DeviceCertFile), "key", pki.Path(iotemu.DeviceKeyFile), "ca", pki.Path(iotemu.CAFile))
-	if a := srv.ALPNAddr(); a != "" {
-		log.Info("listening, 443-style: point the agent here with alpn on", "addr", a)
+	if addr := srv.ALPNAddr(); addr != "" {
+		log.Info("listening, 443-style: point the agent here with alpn on", "addr", addr)
 	}
-	if a := srv.PlainAddr(); a != "" {
-		log.Info("listening, 8443-style: point the agent here with alpn off", "addr", a)
+	if addr := srv.PlainAddr(); addr != "" {
+		log.Info("listening, 8443-style: point the agent here with alpn off", "addr", addr)
 	}
-	if *fail != "" || *lose > 0 || *delay > 0 || *downAfter > 0 {
-		log.Info("faults", "fail", *fail, "lose", *lose, "delay", *delay, "down_after", *downAfter, "down_for", *downFor, "seed", *seed)
+	if a.fail != "" || a.lose > 0 || a.delay > 0 || a.downAfter > 0 {
+		log.Info("faults", "fail", a.fail, "lose", a.lose, "delay", a.delay, "down_after", a.downAfter, "down_for", a.downFor, "seed", a.seed)
 	}
 
 	var wg sync.WaitGroup
-	if *downAfter > 0 {
-		wg.Go(func() { flap(ctx, srv, log, *downAfter, *downFor) })
+	if a.downAfter > 0 {
+		wg.Go(func() { flap(ctx, srv, log, a.downAfter, a.downFor) })
 	}
 	<-ctx.Done()
 	wg.Wait()

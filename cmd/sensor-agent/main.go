@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/sensor-agent/sensor-agent/agent/config"
 )
 
 // Set by the Makefile with -ldflags "-X main.version=... -X main.commit=...".
@@ -42,6 +44,20 @@ var commands = map[string]command{
 	"version": {"print version, commit and Go version", cmdVersion},
 }
 
+// completion asks the other commands for their flags: added here, as
+// commands cannot refer to itself.
+func init() {
+	commands["completion"] = command{"print the bash completion script: completion bash", cmdCompletion}
+}
+
+// Exit statuses (the man page's EXIT STATUS lists them).
+const (
+	exitOK      = 0  // success; also -h, --help
+	exitFailure = 1  // a runtime failure: check or doctor found a problem, spool verify found damage, another agent runs, ...
+	exitUsage   = 2  // bad command line: unknown command or flag, missing argument
+	exitConfig  = 78 // EX_CONFIG (sysexits.h; systemd: "CONFIG"): the config file cannot be read or is invalid
+)
+
 // errUsage marks errors already explained by a usage message.
 var errUsage = errors.New("usage")
 
@@ -49,6 +65,22 @@ var errUsage = errors.New("usage")
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// configError is a config that does not load: exit status 78, which the
+// unit's RestartPreventExitStatus= keeps systemd from restarting on.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+// loadConfig is config.Load with its errors marked as configuration errors.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return cfg, nil
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -59,33 +91,55 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stderr)
+		return exitOK
+	case "help": // help, or help COMMAND: that command's -h
+		if len(args) == 1 || isHelp(args[1]) {
+			usage(stderr)
+			return exitOK
 		}
-		return 0
+		args = []string{args[1], "-h"}
+	case "-version", "--version":
+		args = []string{"version"}
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "sensor-agent: unknown command %q\n\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	err := cmd.run(ctx, args[1:], stdout, stderr)
 	var ee exitError
 	switch {
 	case err == nil:
-		return 0
+		return exitOK
 	case errors.Is(err, flag.ErrHelp):
-		return 0
+		return exitOK
 	case errors.Is(err, errUsage):
-		return 2
+		return exitUsage
 	case errors.As(err, &ee):
 		return ee.code
 	}
 	fmt.Fprintf(stderr, "sensor-agent %s: %v\n", args[0], err)
-	return 1
+	if errors.As(err, new(configError)) {
+		return exitConfig
+	}
+	return exitFailure
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
 }
 
 func usage(w io.Writer) {
@@ -96,15 +150,21 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'sensor-agent <command> -h' for a command's flags.")
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.
+// When stderr is a *flagCollector (completion.go), the set is also handed
+// to it: that is how the completion script and the tests learn every
+// command's flags from the commands themselves.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("sensor-agent "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if c, ok := stderr.(*flagCollector); ok {
+		c.sets = append(c.sets, fs)
+	}
 	return fs
 }
 
@@ -144,9 +204,29 @@ func cmdVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "sensor-agent %s commit %s %s %s/%s\n", buildVersion(), buildCommit(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}
+
+// buildVersion is the version stamped by the Makefile (systemd/packaging/
+// version.sh: the git tag, or a git describe string); a plain `go build`
+// or `go install` gets the module version Go records from the tag ("dev"
+// if it records none).
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
+}
+
+// buildCommit is the stamped commit, else the revision a plain `go build`
+// records itself.
+func buildCommit() string {
 	c := commit
 	if c == "unknown" {
-		// A plain `go build` records the revision itself.
 		if bi, ok := debug.ReadBuildInfo(); ok {
 			for _, s := range bi.Settings {
 				if s.Key == "vcs.revision" {
@@ -155,6 +235,5 @@ func cmdVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "sensor-agent %s commit %s %s %s/%s\n", version, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	return c
 }

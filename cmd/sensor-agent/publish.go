@@ -50,7 +50,7 @@ func cmdPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if path == "" {
 			path = config.DefaultPath
 		}
-		cfg, err := config.Load(path)
+		cfg, err := loadConfig(path)
 		if err != nil {
 			return err
 		}

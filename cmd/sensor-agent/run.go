@@ -28,7 +28,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func runAgent(ctx context.Context, cfg *config.Config, opts agent.Options) error
 }
 
 func logStarted(log *slog.Logger, msg string, cfg *config.Config) {
-	log.Info(msg, "version", version, "device", cfg.DeviceID,
+	log.Info(msg, "version", buildVersion(), "device", cfg.DeviceID,
 		"config", cfg.File, "endpoint", fmt.Sprintf("%s:%d", cfg.Endpoint.Host, cfg.Endpoint.Port),
 		"sensors", len(cfg.Sensors))
 }

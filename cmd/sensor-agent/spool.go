@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
@@ -17,6 +19,9 @@ import (
 	"github.com/sensor-agent/sensor-agent/agent/config"
 	"github.com/sensor-agent/sensor-agent/agent/spool"
 )
+
+// spoolCommands are spool's subcommands.
+var spoolCommands = []string{"stats", "verify", "export"}
 
 // cmdSpool inspects the spool without changing it: safe while the agent
 // runs.
@@ -32,16 +37,25 @@ func cmdSpool(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	sub := args[0]
+	if isHelp(sub) {
+		usage()
+		return flag.ErrHelp
+	}
+	if !slices.Contains(spoolCommands, sub) {
+		usage()
+		return errUsage
+	}
 	fs := newFlagSet("spool "+sub, stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file (for spool.dir and publish limits)")
 	dir := fs.String("dir", "", "spool directory (instead of the config's spool.dir)")
 	asJSON := fs.Bool("json", false, "stats as JSON")
+	fs.Usage = func() { usage(); fs.PrintDefaults() }
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	pub := config.Defaults().Publish
 	if *dir == "" {
-		cfg, err := config.Load(*cfgPath)
+		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
 			return err
 		}
@@ -55,11 +69,9 @@ func cmdSpool(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return spoolStats(stdout, *dir, pub, *asJSON)
 	case "verify":
 		return spoolVerify(stdout, *dir)
-	case "export":
+	default: // export
 		return spoolExport(stdout, *dir)
 	}
-	usage()
-	return errUsage
 }
 
 type spoolStatsOut struct {

@@ -7,7 +7,9 @@
 #                                                arm64, amd64
 #   sensor-agent_<version>_linux_<arch>.tar.gz   binary, unit, sysusers.d and
 #                                                tmpfiles.d files, example
-#                                                config, README, install.sh
+#                                                config, README, install.sh,
+#                                                LICENSE, THIRD_PARTY_LICENSES,
+#                                                man page, bash completion
 #   sensor-agent_<debversion>_<debarch>.deb      armhf (built for armv6, so it
 #                                                runs on a Pi Zero), arm64, amd64
 #   SHA256SUMS
@@ -26,7 +28,7 @@ cmd=${1:-all}
 GO=${GO:-go}
 DIST=${DIST:-dist}
 NFPM=${NFPM:-$GO run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2}
-VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+VERSION=${VERSION:-$(sh systemd/packaging/version.sh)}
 COMMIT=${COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 	SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null) || {
@@ -36,32 +38,20 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
 fi
 export SOURCE_DATE_EPOCH
 
-# The version in file names: the git description without its "v".
+# The version in file names: the version without its "v"; the .deb's: its
+# Debian form (systemd/packaging/version.sh says how).
 version=${VERSION#v}
-# The .deb version must start with a digit and may not contain "-" (no
-# Debian revision): v1.2.3 → 1.2.3; v1.2.3-rc1 → 1.2.3~rc1 (before 1.2.3);
-# v1.2.3-4-gabc1234-dirty → 1.2.3+4.gabc1234.dirty (after 1.2.3); an
-# untagged abc1234 → 0.0.0+git20261126150613.abc1234 (commit time first, so
-# later commits sort higher).
-case $version in
-[0-9]*.[0-9]*) debversion=$version ;; # a tag: v1.2 or later
-*) debversion=0.0.0-git$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S)-$version ;;
-esac
-base=${debversion%%-*}
-rest=${debversion#"$base"}
-rest=${rest#-}
-case $rest in
-dirty* | git* | [0-9]*) ;;
-?*) # a pre-release tag: rc1, beta.2
-	base=$base~${rest%%-*}
-	rest=${rest#"${rest%%-*}"}
-	rest=${rest#-}
-	;;
-esac
-debversion=$base${rest:++$(echo "$rest" | tr -- - .)}
+debversion=$(sh systemd/packaging/version.sh --deb "$VERSION")
 
 stage=$DIST/.stage
 mkdir -p "$DIST" "$stage"
+
+# The bash completion script, from the source's commands (a host build).
+completion() {
+	[ -f "$stage/sensor-agent.bash" ] ||
+		CGO_ENABLED=0 "$GO" run -trimpath ./cmd/sensor-agent completion bash >"$stage/sensor-agent.bash"
+	chmod 0644 "$stage/sensor-agent.bash"
+}
 
 # build ARCH: the static binary for one target.
 build() {
@@ -90,6 +80,11 @@ tarball() {
 	install -m 0755 "$DIST/$name" "$dir/sensor-agent"
 	install -m 0755 systemd/install.sh "$dir/install.sh"
 	install -m 0644 README.md "$dir/README.md"
+	install -m 0644 LICENSE "$dir/LICENSE"
+	install -m 0644 systemd/packaging/THIRD_PARTY_LICENSES "$dir/THIRD_PARTY_LICENSES"
+	install -m 0644 systemd/packaging/sensor-agent.1 "$dir/systemd/sensor-agent.1"
+	completion
+	install -m 0644 "$stage/sensor-agent.bash" "$dir/systemd/sensor-agent.bash"
 	install -m 0644 configs/example.yaml "$dir/configs/example.yaml"
 	for f in sensor-agent.service sensor-agent.sysusers sensor-agent.tmpfiles; do
 		install -m 0644 "systemd/$f" "$dir/systemd/$f"
@@ -113,6 +108,7 @@ deb() {
 	cp systemd/packaging/copyright "$stage/copyright"
 	gzip -9 -n <README.md >"$stage/README.md.gz"
 	gzip -9 -n <systemd/packaging/sensor-agent.1 >"$stage/sensor-agent.1.gz"
+	completion
 	# A native package's changelog: one entry for this build.
 	{
 		printf 'sensor-agent (%s) unstable; urgency=medium\n\n' "$debversion"
