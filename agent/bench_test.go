@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -263,4 +264,82 @@ func fillSpool(b *testing.B, dir string, n int) {
 	if err := sp.Close(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkAgentSteady runs the whole agent (scheduler, writer, store on a
+// real spool with sync_interval 1s, sender, one kept-alive TLS connection
+// to the emulator in another process) with 10 sim sensors at 10 Hz, topic
+// per sensor, the default 10 s flush, for one second per iteration, and
+// reports the process's CPU per reading taken (issue 11's per-reading
+// target: 10 µs). Run it with -benchtime 30x and -cpuprofile to see where
+// the time goes.
+func BenchmarkAgentSteady(b *testing.B) {
+	addr, pki := startEmulatorProcess(b)
+	_, port, _ := strings.Cut(addr, ":")
+	var sensorsYAML strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&sensorsYAML, "  - {name: s%d, driver: sim, interval: 100ms, values: [temperature_c, humidity_pct, pressure_hpa]}\n", i)
+	}
+	src := fmt.Sprintf(`
+device_id: pi-bench
+state_dir: %s
+endpoint: {host: localhost, port: %s, alpn: on, cert_file: %s, key_file: %s, ca_file: %s}
+sensors:
+%s`, b.TempDir(), port, pki.Path(iotemu.DeviceCertFile), pki.Path(iotemu.DeviceKeyFile), pki.Path(iotemu.CAFile), sensorsYAML.String())
+	cfg, err := config.Parse("bench.yaml", []byte(src), func(string) (string, bool) { return "", false })
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := New(cfg, Options{Clock: &flipClock{}})
+	if err := a.Provision(); err != nil {
+		b.Fatal(err)
+	}
+	defer a.Cleanup()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	// Warm up: the first flush has happened and the connection is open.
+	time.Sleep(11 * time.Second)
+	taken0, c0, w0 := a.Stats().ReadingsTaken, cpuTime(), contextSwitches(b)
+	b.ResetTimer()
+	for range b.N {
+		time.Sleep(time.Second) // the load is real time: one second of readings
+	}
+	b.StopTimer()
+	taken, cpu, wakeups := a.Stats().ReadingsTaken-taken0, cpuTime()-c0, contextSwitches(b)-w0
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	if taken == 0 {
+		b.Fatal("no reading taken")
+	}
+	b.ReportMetric(float64(cpu.Microseconds())/float64(taken), "cpu-µs/reading")
+	b.ReportMetric(float64(taken)/float64(b.N), "readings/s")
+	b.ReportMetric(float64(wakeups)/float64(b.N), "ctxsw/s")
+}
+
+// contextSwitches sums the voluntary and involuntary context switches of
+// every thread of this process: each is a sleep or a preemption, so their
+// rate counts the process's wake-ups.
+func contextSwitches(b *testing.B) int64 {
+	tasks, err := filepath.Glob("/proc/self/task/*/status")
+	if err != nil || len(tasks) == 0 {
+		b.Fatalf("no /proc/self/task: %v", err)
+	}
+	var n int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread ended
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				var c int64
+				fmt.Sscan(strings.TrimSpace(v), &c)
+				n += c
+			}
+		}
+	}
+	return n
 }

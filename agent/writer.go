@@ -45,7 +45,9 @@ func (a *Agent) writeLoop(samples <-chan scheduler.Sample) {
 			}
 			a.st.store.Append(recs)
 			a.head.Store(recs[len(recs)-1].Seq)
-			a.wake()
+			// No wake here: only durable records are sent, and sync wakes
+			// the sender when there are some (one wake-up per sync, not
+			// one per reading).
 			switch {
 			case interval == 0:
 				a.sync()
@@ -121,6 +123,7 @@ func (a *Agent) sync() {
 			a.syncErr, a.syncErrAt = msg, time.Now()
 			a.log.Error("spool sync failed: readings since the last sync may be lost in a power cut", "err", err)
 		}
+		a.wake() // what memory holds may be sent
 		return
 	}
 	a.syncErr = ""

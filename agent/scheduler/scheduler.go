@@ -147,7 +147,11 @@ func (r *runner) run(ctx context.Context) {
 	log := r.src.Logger
 	r.st.Sensor = r.src.Name
 	defer r.close(log)
-	next := time.Now()
+	// The grid is aligned to wall-clock multiples of the interval, so
+	// sensors with the same interval come due together: one wake-up of
+	// the process reads them all and the writer stores them with one
+	// write. The first read is at once.
+	next := time.Now().Truncate(r.src.Interval)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
