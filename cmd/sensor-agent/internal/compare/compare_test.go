@@ -103,9 +103,11 @@ func TestCountGoroutines(t *testing.T) {
 		"goroutine 1 gp=0x1 m=nil [select]:\nruntime.gopark(0x1)\n\t/usr/local/go/src/runtime/proc.go:435\ngithub.com/x/agent.(*Agent).sendLoop(0x2)\n\t/src/agent/sender.go:10\ncreated by main.main",
 		"goroutine 7 gp=0x1 m=nil [chan receive]:\nruntime.gopark(0x1)\n\t/a\ntime.Sleep(0x1)\n\t/b\ngithub.com/x/sensors.(*Sim).Read(0x3)\n\t/c",
 		"goroutine 8 gp=0x1 m=nil [select]:\nruntime.gopark(0x1)\n\t/a\ngithub.com/x/agent.(*Agent).sendLoop(0x2)\n\t/d",
+		"goroutine 2 gp=0x1 m=nil [force gc (idle)]:\nruntime.gopark(0x1)\n\t/a\nruntime.forcegchelper()\n\t/b\ncreated by runtime.init.7 in goroutine 1",
+		"goroutine 153 gp=0x1 m=nil [IO wait]:\nruntime.gopark(0x1)\n\t/a\nbytes.(*Buffer).ReadFrom(0x1)\n\t/b\nnet/http.(*persistConn).Read(0x1)\n\t/c",
 	}, "\n\n")
 	n, top := countGoroutines(dump)
-	if n != 3 || top != "2 agent.(*Agent).sendLoop, 1 sensors.(*Sim).Read" {
+	if n != 5 || top != "2 agent.(*Agent).sendLoop, 1 http.(*persistConn).Read, 1 runtime, 1 sensors.(*Sim).Read" {
 		t.Errorf("countGoroutines = %d, %q", n, top)
 	}
 }

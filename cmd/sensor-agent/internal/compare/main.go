@@ -433,7 +433,7 @@ func countGoroutines(dump string) (int, string) {
 			continue
 		}
 		n++
-		name := ""
+		name := "runtime" // GC workers, finalizers, signals: no frame outside the runtime
 		for _, l := range lines[1:] {
 			if strings.HasPrefix(l, "\t") || strings.HasPrefix(l, "created by") {
 				continue
@@ -442,12 +442,12 @@ func countGoroutines(dump string) (int, string) {
 			if i := strings.LastIndexByte(f, '('); i > 0 {
 				f = f[:i]
 			}
-			if name == "" {
-				name = f
-			}
 			if !plumbing(f) {
 				name = f
 				break
+			}
+			if name == "runtime" && !strings.HasPrefix(f, "runtime.") && !strings.HasPrefix(f, "internal/") {
+				name = f // e.g. os/signal.signal_recv, for want of better
 			}
 		}
 		if i := strings.LastIndexByte(name, '/'); i >= 0 {
@@ -474,7 +474,7 @@ func countGoroutines(dump string) (int, string) {
 // plumbing tells the frames a goroutine waits in (runtime, sync, time,
 // net, os/signal, io) from the code that made it wait.
 func plumbing(f string) bool {
-	for _, p := range []string{"runtime.", "internal/", "sync.", "time.", "net.", "os/signal.", "io.", "bufio.", "crypto/tls.", "syscall.", "os.", "context."} {
+	for _, p := range []string{"runtime.", "internal/", "sync.", "time.", "net.", "os/signal.", "io.", "bufio.", "bytes.", "crypto/tls.", "syscall.", "os.", "context."} {
 		if strings.HasPrefix(f, p) {
 			return true
 		}
