@@ -7,7 +7,8 @@
 // emulator (publisher/iotemu, in this process) on loopback through a
 // byte-counting TCP relay, and prints a Markdown table (issue 11).
 //
-// Each run: start the client, wait the warm-up (not counted), sample
+// Each run: start the client, wait the warm-up (not counted; at least a
+// flush interval + 2 s, so the first connection precedes it), sample
 // /proc/PID at t0 and t1 = t0 + duration, keep the client running one
 // flush interval more so the readings taken in [t0, t1) arrive, stop it.
 // Readings are counted by their own timestamps; CPU is utime+stime; wake-
@@ -86,7 +87,7 @@ func main() {
 	flag.StringVar(&o.only, "scenarios", "a,b,c", "which scenarios to run: a, b, c")
 	flag.StringVar(&o.dir, "dir", "", "work directory (default: a temporary one, removed)")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "measured steady window per run")
-	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "warm-up before the window, not counted")
+	flag.DurationVar(&o.warmup, "warmup", 10*time.Second, "warm-up before the window, not counted (at least the scenario's flush interval + 2s)")
 	flag.BoolVar(&o.article, "article", true, "also run the article's approach (one POST per reading, fresh TLS)")
 	flag.BoolVar(&o.goroutines, "goroutines", true, "end the agent with SIGQUIT and count its goroutines from the dump")
 	flag.Parse()
@@ -178,7 +179,7 @@ func run(ctx context.Context, o options) error {
 		rows = append(rows, r)
 	}
 
-	fmt.Printf("Measured by `make compare` (cmd/sensor-agent/internal/compare) on %s, %d CPU(s), %s per run after %s warm-up; 10 simulated sensors (2 values each); AWS bill at $%.2f per million messages (us-east-1), 5 KB metering steps, 30-day month.\n\n",
+	fmt.Printf("Measured by `make compare` (cmd/sensor-agent/internal/compare) on %s, %d CPU(s), %s per run after a %s warm-up (at least flush + 2 s); 10 simulated sensors (2 values each); AWS bill at $%.2f per million messages (us-east-1), 5 KB metering steps, 30-day month.\n\n",
 		hostDesc(), runtime.NumCPU(), o.duration, o.warmup, pricePerMillionUSD)
 	fmt.Println("| load | agent | Telegraf 1.37.2 | the article's approach (one POST per reading, fresh TLS) |")
 	fmt.Println("|---|---|---|---|")
@@ -286,7 +287,9 @@ func runOne(ctx context.Context, o options, srv *iotemu.Server, col *collector, 
 		}
 	}
 	pid := cmd.Process.Pid
-	if err := wait(o.warmup); err != nil {
+	// At least a flush interval and a bit, so that the first connection
+	// (TLS handshake) and the first message fall before the window.
+	if err := wait(max(o.warmup, sc.flush+2*time.Second)); err != nil {
 		return nil, err
 	}
 	t0, s0, up0, down0, conns0 := time.Now(), procSample{}, px.up.Load(), px.down.Load(), px.connections.Load()
