@@ -36,30 +36,27 @@ func (c *collector) reset() {
 	c.mu.Unlock()
 }
 
-func (c *collector) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.msgs)
-}
-
-// window counts, over [t0, t1): readings taken (by their own timestamps,
-// wherever they arrived), messages arrived and their metered AWS messages.
+// window counts the messages that arrived in [t0, t1), the readings they
+// carry and the messages AWS would bill for them.
 func (c *collector) window(t0, t1 time.Time) (readings, messages, metered, payload int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, a := range c.msgs {
-		for _, t := range a.readings {
-			if !t.Before(t0) && t.Before(t1) {
-				readings++
-			}
-		}
 		if !a.at.Before(t0) && a.at.Before(t1) {
+			readings += len(a.readings)
 			messages++
 			metered += meteredMessages(a.size)
 			payload += a.size
 		}
 	}
 	return
+}
+
+// arrivedAfter reports whether a message arrived after t.
+func (c *collector) arrivedAfter(t time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.msgs) > 0 && c.msgs[len(c.msgs)-1].at.After(t)
 }
 
 // readingTimes understands the three payloads the harness produces: the

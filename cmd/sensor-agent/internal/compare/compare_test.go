@@ -92,7 +92,10 @@ func TestReadingTimes(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 6, 0, 0, 150e6, time.UTC)
 	col.msgs = []arrival{{at: t0, size: 6000, readings: readingTimes([]byte(agent))}, {at: t0.Add(time.Hour), size: 10, readings: readingTimes([]byte(single))}}
 	r, m, metered, payload := col.window(t0, t0.Add(time.Second))
-	if r != 2 || m != 1 || metered != 2 || payload != 6000 { // readings at .200 and .300; the second message arrived later
+	if !col.arrivedAfter(t0) || col.arrivedAfter(t0.Add(2*time.Hour)) {
+		t.Error("arrivedAfter")
+	}
+	if r != 2 || m != 1 || metered != 2 || payload != 6000 { // the first message arrived in the window, the second an hour later
 		t.Errorf("window = %d readings, %d messages, %d metered, %d B", r, m, metered, payload)
 	}
 }

@@ -9,10 +9,11 @@
 //
 // Each run: start the client, wait the warm-up (not counted; at least a
 // flush interval + 2 s, so the first connection precedes it), sample
-// /proc/PID at t0 and t1 = t0 + duration, keep the client running one
-// flush interval more so the readings taken in [t0, t1) arrive, stop it.
-// Readings are counted by their own timestamps; CPU is utime+stime; wake-
-// ups are the context switches of all threads.
+// /proc/PID at t0 and t1 ≈ t0 + duration,
+// stop it. t0 and t1 are taken just after a message arrives, so the window
+// spans whole flush cycles; readings are those carried by the messages
+// that arrived in it. CPU is utime+stime; wake-ups are the context
+// switches of all threads.
 package main
 
 import (
@@ -287,34 +288,56 @@ func runOne(ctx context.Context, o options, srv *iotemu.Server, col *collector, 
 		}
 	}
 	pid := cmd.Process.Pid
-	// At least a flush interval and a bit, so that the first connection
-	// (TLS handshake) and the first message fall before the window.
+	// The window starts and ends just after a message arrives (plus a
+	// moment for the rest of a flush's burst), so that it spans whole
+	// flush cycles: its CPU, bytes and messages then go with the readings
+	// those messages carry, whatever the flush interval and duration.
+	// The warm-up is at least a flush interval and a bit, so that the first
+	// connection (TLS handshake) and message fall before the window.
+	const settle = 300 * time.Millisecond
+	alignNext := func(after time.Time) (time.Time, error) {
+		deadline := time.Now().Add(3*sc.flush + 10*time.Second)
+		for !col.arrivedAfter(after) {
+			if time.Now().After(deadline) {
+				return time.Time{}, failed(client+" published nothing", fmt.Errorf("no message arrived at the emulator within %s", 3*sc.flush+10*time.Second))
+			}
+			if err := wait(5 * time.Millisecond); err != nil {
+				return time.Time{}, err
+			}
+		}
+		if err := wait(settle); err != nil {
+			return time.Time{}, err
+		}
+		return time.Now(), nil
+	}
 	if err := wait(max(o.warmup, sc.flush+2*time.Second)); err != nil {
 		return nil, err
 	}
-	t0, s0, up0, down0, conns0 := time.Now(), procSample{}, px.up.Load(), px.down.Load(), px.connections.Load()
-	if s0, err = sample(pid); err != nil {
+	t0, err := alignNext(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	s0, err := sample(pid)
+	if err != nil {
 		return nil, failed("sample /proc", err)
 	}
-	if err := wait(o.duration); err != nil {
+	up0, down0, conns0 := px.up.Load(), px.down.Load(), px.connections.Load()
+	if err := wait(o.duration - settle); err != nil {
+		return nil, err
+	}
+	t1, err := alignNext(time.Now())
+	if err != nil {
 		return nil, err
 	}
 	s1, err := sample(pid)
 	if err != nil {
 		return nil, failed("sample /proc", err)
 	}
-	t1, up1, down1, conns1 := time.Now(), px.up.Load(), px.down.Load(), px.connections.Load()
-	// let the readings taken in the window arrive (a flush interval)
-	if err := wait(sc.flush + 2*time.Second); err != nil {
-		return nil, err
-	}
+	up1, down1, conns1 := px.up.Load(), px.down.Load(), px.connections.Load()
 	res := &result{client: client, window: t1.Sub(t0)}
 	res.readings, res.messages, res.metered, res.payload = col.window(t0, t1)
-	if col.count() == 0 {
-		return nil, failed(client+" published nothing", errors.New("the emulator received no message"))
-	}
 	if res.readings == 0 {
-		return nil, failed(client+" published no reading of the window", errors.New("check its clock and config"))
+		return nil, failed(client+" published no reading in the window", errors.New("messages arrived but carried no reading the harness understands"))
 	}
 	tck := clockTicks()
 	res.cpuS = float64(s1.ticks-s0.ticks) / tck
