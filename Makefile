@@ -9,7 +9,7 @@ BUILD    := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 BIN      := bin/sensor-agent
 DEMO_FLAGS ?=
 
-.PHONY: all build lint test demo cross bench powercut torture clean dist deb dist-check install licenses
+.PHONY: all build lint test demo cross bench compare powercut torture clean dist deb dist-check install licenses
 
 all: build
 
@@ -47,6 +47,15 @@ cross:
 # reports readings per CPU-second for the agent and the seed's approach.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 ./...
+
+# Issue 11's side-by-side: the real binary, Telegraf (when installed at
+# $(TELEGRAF)) and the article's approach against the emulator, measured
+# from /proc; prints the Markdown table. make compare DURATION=20s
+DURATION ?= 60s
+TELEGRAF ?= $(shell $(GO) env GOPATH)/bin/telegraf
+COMPARE_FLAGS ?=
+compare: build
+	$(GO) run ./cmd/sensor-agent/internal/compare -bin $(BIN) -duration $(DURATION) -telegraf '$(TELEGRAF)' $(COMPARE_FLAGS)
 
 # The power-cut loop, longer than CI's 3 iterations (see README, Guarantees).
 powercut:
