@@ -17,14 +17,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -144,10 +142,23 @@ func run(ctx context.Context, o options) error {
 	fmt.Fprintf(os.Stderr, "compare: emulator on %s (ALPN) and %s (plain); window %s after %s warm-up; CLK_TCK %g\n",
 		srv.ALPNAddr(), srv.PlainAddr(), o.duration, o.warmup, clockTicks())
 
-	type row struct {
-		sc      scenario
-		results map[string]*result
+	rows, err := measureAll(ctx, o, srv, &col)
+	if err != nil {
+		return err
 	}
+	printTables(o, rows, telegrafNote)
+	return nil
+}
+
+// row is one scenario's results by client.
+type row struct {
+	sc      scenario
+	results map[string]*result
+}
+
+// measureAll runs every selected scenario for every client. A failing
+// agent ends the comparison; a failing peer is shown as failed.
+func measureAll(ctx context.Context, o options, srv *iotemu.Server, col *collector) ([]row, error) {
 	var rows []row
 	for _, sc := range scenarios {
 		if !strings.Contains(o.only, sc.key) {
@@ -163,13 +174,13 @@ func run(ctx context.Context, o options) error {
 		}
 		for _, client := range clients {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
 			fmt.Fprintf(os.Stderr, "compare: scenario %s, %s …\n", sc.key, client)
-			res, err := runOne(ctx, o, srv, &col, sc, client)
+			res, err := runOne(ctx, o, srv, col, sc, client)
 			if err != nil {
 				if client == "agent" {
-					return fmt.Errorf("scenario %s, agent: %w", sc.key, err)
+					return nil, fmt.Errorf("scenario %s, agent: %w", sc.key, err)
 				}
 				res = &result{client: client, err: err.Error()}
 				fmt.Fprintf(os.Stderr, "compare: scenario %s, %s: %v\n", sc.key, client, err)
@@ -180,6 +191,11 @@ func run(ctx context.Context, o options) error {
 		rows = append(rows, r)
 	}
 
+	return rows, nil
+}
+
+// printTables prints the summary table (the README's) and the detail one.
+func printTables(o options, rows []row, telegrafNote string) {
 	fmt.Printf("Measured by `make compare` (cmd/sensor-agent/internal/compare) on %s, %d CPU(s), %s per run after a %s warm-up (at least flush + 2 s); 10 simulated sensors (2 values each); AWS bill at $%.2f per million messages (us-east-1), 5 KB metering steps, 30-day month.\n\n",
 		hostDesc(), runtime.NumCPU(), o.duration, o.warmup, pricePerMillionUSD)
 	fmt.Println("| load | agent | Telegraf 1.37.2 | the article's approach (one POST per reading, fresh TLS) |")
@@ -211,158 +227,6 @@ func run(ctx context.Context, o options) error {
 			fmt.Println(res.detailRow(r.sc.key))
 		}
 	}
-	return nil
-}
-
-// runOne runs one client through one scenario and measures it.
-func runOne(ctx context.Context, o options, srv *iotemu.Server, col *collector, sc scenario, client string) (*result, error) {
-	dir, err := os.MkdirTemp(o.dir, sc.key+"-"+client+"-")
-	if err != nil {
-		return nil, err
-	}
-	target := srv.PlainAddr() // Telegraf and the article cannot offer ALPN
-	if client == "agent" {
-		target = srv.ALPNAddr() // the agent's default on AWS: 443 with ALPN
-	}
-	px, err := startProxy(target)
-	if err != nil {
-		return nil, err
-	}
-	defer px.Close()
-	_, port, _ := net.SplitHostPort(px.Addr())
-	pki := srv.PKI()
-
-	var cmd *exec.Cmd
-	switch client {
-	case "agent":
-		cfg := filepath.Join(dir, "agent.yaml")
-		if err := os.WriteFile(cfg, []byte(agentConfig(sc, dir, port, pki)), 0o644); err != nil {
-			return nil, err
-		}
-		cmd = exec.Command(o.bin, "run", "-config", cfg)
-	case "telegraf":
-		cfg := filepath.Join(dir, "telegraf.conf")
-		if err := os.WriteFile(cfg, []byte(telegrafConfig(sc, port, pki)), 0o644); err != nil {
-			return nil, err
-		}
-		cmd = exec.Command(o.telegraf, "--config", cfg)
-	case "article":
-		self, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		cmd = exec.Command(self, "article-client", "-url", "https://127.0.0.1:"+port,
-			"-ca", pki.Path(iotemu.CAFile), "-cert", pki.Path(iotemu.DeviceCertFile), "-key", pki.Path(iotemu.DeviceKeyFile),
-			"-interval", sc.interval.String(), "-sensors", fmt.Sprint(sensors))
-	}
-	var stderr bytes.Buffer
-	cmd.Stdout = io.Discard
-	cmd.Stderr = &stderr
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	col.reset()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", client, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	failed := func(what string, err error) error {
-		return fmt.Errorf("%s: %v; its output ends:\n%s", what, err, tail(stderr.String(), 15))
-	}
-	wait := func(d time.Duration) error {
-		select {
-		case err := <-exited:
-			stopped = true
-			return failed(client+" exited", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-			return nil
-		}
-	}
-	pid := cmd.Process.Pid
-	// The window starts and ends just after a message arrives (plus a
-	// moment for the rest of a flush's burst), so that it spans whole
-	// flush cycles: its CPU, bytes and messages then go with the readings
-	// those messages carry, whatever the flush interval and duration.
-	// The warm-up is at least a flush interval and a bit, so that the first
-	// connection (TLS handshake) and message fall before the window.
-	const settle = 300 * time.Millisecond
-	alignNext := func(after time.Time) (time.Time, error) {
-		deadline := time.Now().Add(3*sc.flush + 10*time.Second)
-		for !col.arrivedAfter(after) {
-			if time.Now().After(deadline) {
-				return time.Time{}, failed(client+" published nothing", fmt.Errorf("no message arrived at the emulator within %s", 3*sc.flush+10*time.Second))
-			}
-			if err := wait(5 * time.Millisecond); err != nil {
-				return time.Time{}, err
-			}
-		}
-		if err := wait(settle); err != nil {
-			return time.Time{}, err
-		}
-		return time.Now(), nil
-	}
-	if err := wait(max(o.warmup, sc.flush+2*time.Second)); err != nil {
-		return nil, err
-	}
-	t0, err := alignNext(time.Now())
-	if err != nil {
-		return nil, err
-	}
-	s0, err := sample(pid)
-	if err != nil {
-		return nil, failed("sample /proc", err)
-	}
-	up0, down0, conns0 := px.up.Load(), px.down.Load(), px.connections.Load()
-	if err := wait(o.duration - settle); err != nil {
-		return nil, err
-	}
-	t1, err := alignNext(time.Now())
-	if err != nil {
-		return nil, err
-	}
-	s1, err := sample(pid)
-	if err != nil {
-		return nil, failed("sample /proc", err)
-	}
-	up1, down1, conns1 := px.up.Load(), px.down.Load(), px.connections.Load()
-	res := &result{client: client, window: t1.Sub(t0)}
-	res.readings, res.messages, res.metered, res.payload = col.window(t0, t1)
-	if res.readings == 0 {
-		return nil, failed(client+" published no reading in the window", errors.New("messages arrived but carried no reading the harness understands"))
-	}
-	tck := clockTicks()
-	res.cpuS = float64(s1.ticks-s0.ticks) / tck
-	res.schedS = float64(s1.schedNS-s0.schedNS) / 1e9
-	res.switches = s1.switches - s0.switches
-	res.rssKiB, res.hwmKiB, res.threads = s1.rssKiB, s1.hwmKiB, s1.threads
-	res.up, res.down, res.conns = up1-up0, down1-down0, conns1-conns0
-
-	// Stop it: Go programs dump every goroutine on SIGQUIT.
-	sig := syscall.SIGTERM
-	if o.goroutines && client != "telegraf" {
-		sig = syscall.SIGQUIT
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(15 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-	stopped = true
-	if sig == syscall.SIGQUIT {
-		res.goroutines, res.goroutineTop = countGoroutines(stderr.String())
-	}
-	return res, nil
 }
 
 func agentConfig(sc scenario, dir, port string, pki *iotemu.PKI) string {
