@@ -344,11 +344,7 @@ func (s *Spool) noteDamage(ld *segLoad, seg *segment, res *scanResult, first, ne
 		s.st.CorruptRegions++
 		s.st.CorruptBytes += c.n
 		s.log.Error("spool: skipped a corrupt region", "file", seg.path, "offset", c.off, "bytes", c.n)
-		lo := first
-		if c.after > 0 {
-			lo = c.after + 1
-		}
-		ld.gaps = append(ld.gaps, seqRange{lo, c.before - 1})
+		ld.gaps = append(ld.gaps, seqRange{gapFrom(first, c.after), c.before - 1})
 	}
 	if res.tail == 0 {
 		return
@@ -357,11 +353,7 @@ func (s *Spool) noteDamage(ld *segLoad, seg *segment, res *scanResult, first, ne
 		s.st.CorruptRegions++
 		s.st.CorruptBytes += res.tail
 		s.log.Error("spool: skipped a corrupt region at the end of a segment", "file", seg.path, "offset", res.end, "bytes", res.tail)
-		lo := first
-		if res.last > 0 {
-			lo = res.last + 1
-		}
-		ld.gaps = append(ld.gaps, seqRange{lo, nextName - 1})
+		ld.gaps = append(ld.gaps, seqRange{gapFrom(first, res.last), nextName - 1})
 		return
 	}
 	s.st.TornTails++
@@ -376,6 +368,15 @@ func (s *Spool) noteDamage(ld *segLoad, seg *segment, res *scanResult, first, ne
 	} else {
 		seg.disk = res.end
 	}
+}
+
+// gapFrom is the first seq a corrupt region may have held: the one after
+// the last good record before it (0: none), else the segment's first.
+func gapFrom(first, lastGood uint64) uint64 {
+	if lastGood > 0 {
+		return lastGood + 1
+	}
+	return first
 }
 
 // resumeLast makes the last segment the active one if it can take more.
