@@ -262,20 +262,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("agent: Run before Provision")
 	}
 	a.logClockAtStart()
-	samples := make(chan scheduler.Sample, 1024)
+	samples := make(chan []scheduler.Sample, 256)
 	writerDone := make(chan struct{})
 	snd := newSender(a) // before the writer: what is stored now is backlog
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer close(samples)
-		scheduler.Run(ctx, a.srcs, scheduler.Options{}, func(s scheduler.Sample) {
-			samples <- s
+		scheduler.Run(ctx, a.srcs, scheduler.Options{}, func(group []scheduler.Sample) {
+			samples <- group
 		}, func(st scheduler.Status) {
 			if st.LastError != nil && st.ConsecutiveErrors > 0 {
 				a.readErrs.Add(1)
 			}
 			if h, ok := a.healthChange(st); ok {
-				samples <- h
+				samples <- []scheduler.Sample{h}
 			}
 		})
 		a.log.Debug("all sensors stopped")

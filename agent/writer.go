@@ -16,7 +16,7 @@ const maxGroup = 256
 // every reading reaches the operating system before the next is taken
 // (a SIGKILL loses nothing). It fsyncs at most every sync_interval (0:
 // after every group), which bounds what a power cut can lose.
-func (a *Agent) writeLoop(samples <-chan scheduler.Sample) {
+func (a *Agent) writeLoop(samples <-chan []scheduler.Sample) {
 	interval := a.cfg.Spool.SyncInterval.D()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -25,23 +25,31 @@ func (a *Agent) writeLoop(samples <-chan scheduler.Sample) {
 	var recs []spool.Record
 	for {
 		select {
-		case s, ok := <-samples:
+		case group, ok := <-samples:
 			if !ok {
 				a.sync()
 				return
 			}
-			recs = append(recs[:0], a.record(s))
+			recs = recs[:0]
+			for _, s := range group {
+				recs = append(recs, a.record(s))
+			}
 		drain:
 			for len(recs) < maxGroup {
 				select {
-				case s, ok := <-samples:
+				case group, ok := <-samples:
 					if !ok {
 						break drain // the outer loop sees the close
 					}
-					recs = append(recs, a.record(s))
+					for _, s := range group {
+						recs = append(recs, a.record(s))
+					}
 				default:
 					break drain
 				}
+			}
+			if len(recs) == 0 {
+				continue
 			}
 			a.st.store.Append(recs)
 			a.head.Store(recs[len(recs)-1].Seq)

@@ -4,14 +4,18 @@
 // retried with backoff and, after repeated errors, closed and re-opened; a
 // sensor missing at boot is retried, never fatal; one sensor's trouble
 // never delays another.
+//
+// One goroutine keeps the time of every sensor with one timer, so sensors
+// due together wake the process once; each sensor has a worker goroutine
+// that opens and reads the device, so a hung bus blocks only its worker.
+// Samples that arrive together are emitted as one group, which the agent
+// stores with one write.
 package scheduler
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/sensors"
@@ -48,6 +52,8 @@ type Options struct {
 	// ReopenAfter is the number of consecutive read errors after which
 	// the device is closed and opened again.
 	ReopenAfter int
+	// Now is the wall clock (time.Now when nil); tests set it back.
+	Now func() time.Time
 }
 
 // Defaults for Options.
@@ -57,6 +63,10 @@ const (
 	// MinOpenTimeout is the least time opening a device may take: a
 	// short read timeout must not cut off a slow probe or reset.
 	MinOpenTimeout = 10 * time.Second
+	// maxLinger bounds how long a sample waits for the others read in
+	// the same wake-up (and at most half the shortest interval), so
+	// each reading is written before its sensor's next is taken.
+	maxLinger = 10 * time.Millisecond
 )
 
 // Status is a sensor's health, reported to the caller on every change.
@@ -69,9 +79,10 @@ type Status struct {
 }
 
 // Run runs every source until ctx is cancelled or every source is done
-// (its sensor returned sensors.ErrDone). emit is called from the sources'
-// goroutines and must be safe for concurrent use; status (optional) too.
-func Run(ctx context.Context, srcs []Source, opts Options, emit func(Sample), status func(Status)) {
+// (its sensor returned sensors.ErrDone). emit gets the samples taken
+// together, status (optional) every change of a sensor's health; both are
+// called from one goroutine, and emit may keep the slice.
+func Run(ctx context.Context, srcs []Source, opts Options, emit func([]Sample), status func(Status)) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = DefaultMaxBackoff
 	}
@@ -81,17 +92,30 @@ func Run(ctx context.Context, srcs []Source, opts Options, emit func(Sample), st
 	if status == nil {
 		status = func(Status) {}
 	}
-	var wg sync.WaitGroup
-	for _, s := range srcs {
-		wg.Go(func() {
-			if s.Logger == nil {
-				s.Logger = slog.New(slog.DiscardHandler)
-			}
-			r := &runner{src: s, opts: opts, emit: emit, status: status}
-			r.run(ctx)
-		})
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	wg.Wait()
+	d := &dispatcher{ctx: ctx, opts: opts, emit: emit, status: status, now: opts.Now,
+		results: make(chan outcome, len(srcs))}
+	// The grid is aligned to wall-clock multiples of each interval, so
+	// sensors with the same interval come due together. The first read
+	// is at once.
+	now := d.now()
+	for _, s := range srcs {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		r := &runner{src: s, jobs: make(chan job, 1), grid: now.Truncate(s.Interval), next: now}
+		r.st.Sensor = s.Name
+		d.runners = append(d.runners, r)
+		go r.work(d.results, d.now)
+	}
+	d.active = len(d.runners)
+	d.linger = maxLinger
+	for _, s := range srcs {
+		d.linger = min(d.linger, s.Interval/2)
+	}
+	d.run()
 }
 
 type result struct {
@@ -119,147 +143,5 @@ func ReadOnce(ctx context.Context, dev sensors.Sensor, timeout time.Duration) (s
 		return r.v, r.err
 	case <-rctx.Done():
 		return nil, fmt.Errorf("timed out after %s", timeout)
-	}
-}
-
-type runner struct {
-	src    Source
-	opts   Options
-	emit   func(Sample)
-	status func(Status)
-
-	dev      sensors.Sensor
-	inflight chan result // a read that outlived its timeout, or nil
-	st       Status
-}
-
-// backoff returns the wait after n consecutive failures: the interval
-// doubled per failure, capped, and never shorter than the interval.
-func (r *runner) backoff(n int) time.Duration {
-	d := r.src.Interval
-	for i := 1; i < n && d < r.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(max(d, r.src.Interval), max(r.opts.MaxBackoff, r.src.Interval))
-}
-
-func (r *runner) run(ctx context.Context) {
-	log := r.src.Logger
-	r.st.Sensor = r.src.Name
-	defer r.close(log)
-	// The grid is aligned to wall-clock multiples of the interval, so
-	// sensors with the same interval come due together: one wake-up of
-	// the process reads them all and the writer stores them with one
-	// write. The first read is at once.
-	next := time.Now().Truncate(r.src.Interval)
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		done, err := r.step(ctx)
-		if done {
-			r.st.Done = true
-			r.status(r.st)
-			log.Info("sensor finished: no more readings")
-			return
-		}
-		if err != nil {
-			r.fail(log, err)
-			next = time.Now().Add(r.backoff(r.st.ConsecutiveErrors))
-		} else {
-			// Keep to the grid of the interval; skip slots missed
-			// while a read ran long rather than bursting to catch up.
-			next = next.Add(r.src.Interval)
-			if now := time.Now(); next.Before(now) {
-				next = now.Add(r.src.Interval - now.Sub(next)%r.src.Interval)
-			}
-		}
-		timer.Reset(time.Until(next))
-	}
-}
-
-func (r *runner) fail(log *slog.Logger, err error) {
-	r.st.ConsecutiveErrors++
-	r.st.LastError = err
-	r.status(r.st)
-	log.Warn("sensor error", "err", err, "consecutive", r.st.ConsecutiveErrors,
-		"retry_in", r.backoff(r.st.ConsecutiveErrors).String())
-	if r.st.ConsecutiveErrors%r.opts.ReopenAfter == 0 && r.dev != nil && r.inflight == nil {
-		log.Warn("re-opening sensor after repeated errors", "consecutive", r.st.ConsecutiveErrors)
-		r.close(log)
-	}
-}
-
-func (r *runner) close(log *slog.Logger) {
-	if r.dev == nil || r.inflight != nil {
-		// Never close under a read still running in periph.
-		return
-	}
-	if err := r.dev.Close(); err != nil {
-		log.Debug("sensor close", "err", err)
-	}
-	r.dev = nil
-}
-
-// step opens the device if needed and takes one reading.
-func (r *runner) step(ctx context.Context) (done bool, err error) {
-	if r.inflight != nil {
-		select {
-		case res := <-r.inflight:
-			r.inflight = nil
-			_ = res // its deadline passed: the value is stale
-		default:
-			return false, fmt.Errorf("previous read still running after its %s timeout (device or bus hung?)", r.src.Timeout)
-		}
-	}
-	if r.dev == nil {
-		octx, cancel := context.WithTimeout(ctx, max(r.src.Timeout, MinOpenTimeout))
-		dev, err := r.src.Open(octx)
-		cancel()
-		if errors.Is(err, sensors.ErrDone) {
-			return true, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("open: %w", err)
-		}
-		r.dev = dev
-	}
-	rctx, cancel := context.WithTimeout(ctx, r.src.Timeout)
-	defer cancel()
-	start := time.Now()
-	ch := startRead(rctx, r.dev)
-	select {
-	case res := <-ch:
-		if errors.Is(res.err, sensors.ErrDone) {
-			return true, nil
-		}
-		if res.err != nil {
-			return false, fmt.Errorf("read: %w", res.err)
-		}
-		if ctx.Err() != nil {
-			return false, nil
-		}
-		r.emit(Sample{Sensor: r.src.Name, Driver: r.src.Driver, Time: start, Values: res.v})
-		if r.st.ConsecutiveErrors > 0 {
-			r.src.Logger.Info("sensor recovered", "after_errors", r.st.ConsecutiveErrors)
-		}
-		changed := r.st.ConsecutiveErrors > 0 || r.st.LastSuccess.IsZero()
-		r.st.ConsecutiveErrors = 0
-		r.st.LastSuccess = start
-		if changed {
-			r.status(r.st)
-		}
-		return false, nil
-	case <-rctx.Done():
-		if ctx.Err() != nil {
-			r.inflight = ch
-			return false, nil
-		}
-		r.inflight = ch
-		return false, fmt.Errorf("read: timed out after %s", r.src.Timeout)
 	}
 }

@@ -42,16 +42,22 @@ func (f *fake) Close() error { f.closes.Add(1); return nil }
 type collector struct {
 	mu      sync.Mutex
 	samples map[string][]Sample
+	groups  []int       // the size of each group emitted
+	groupAt []time.Time // when it was
 	status  []Status
 }
 
-func (c *collector) emit(s Sample) {
+func (c *collector) emit(group []Sample) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.samples == nil {
 		c.samples = map[string][]Sample{}
 	}
-	c.samples[s.Sensor] = append(c.samples[s.Sensor], s)
+	c.groups = append(c.groups, len(group))
+	c.groupAt = append(c.groupAt, time.Now())
+	for _, s := range group {
+		c.samples[s.Sensor] = append(c.samples[s.Sensor], s)
+	}
 }
 
 func (c *collector) stat(s Status) {
@@ -230,6 +236,70 @@ func TestRunReturnsWhenAllDone(t *testing.T) {
 		}
 		if a.closes.Load() != 1 || b.closes.Load() != 1 {
 			t.Error("finished sensors must be closed")
+		}
+	})
+}
+
+func TestSensorsDueTogetherAreOneGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var srcs []Source
+		for i := range 10 {
+			srcs = append(srcs, src(string(rune('a'+i)), 100*time.Millisecond, &fake{}))
+		}
+		srcs = append(srcs, src("slow", 300*time.Millisecond, &fake{}))
+		c := runFor(t, time.Second+time.Millisecond, Options{}, srcs...)
+		// Reads at 0, 100, ..., 1000 ms: one group per wake-up, the slow
+		// sensor joining every third.
+		if len(c.groups) != 11 {
+			t.Fatalf("%d groups %v, want 11: one per wake-up", len(c.groups), c.groups)
+		}
+		for i, n := range c.groups {
+			want := 10
+			if i%3 == 0 {
+				want = 11
+			}
+			if n != want {
+				t.Errorf("group %d has %d samples, want %d (all sensors due then)", i, n, want)
+			}
+		}
+	})
+}
+
+func TestClockSetBackKeepsSampling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var back atomic.Int64 // how far the wall clock was set back
+		now := func() time.Time { return time.Now().Add(-time.Duration(back.Load())) }
+		go func() {
+			time.Sleep(450 * time.Millisecond)
+			back.Store(int64(time.Hour)) // a wrong NTP answer, a fake-hwclock restore
+		}()
+		c := runFor(t, time.Second+time.Millisecond, Options{Now: now}, src("s", 100*time.Millisecond, &fake{}))
+		// Reads at 0..400 ms, then on at once on the new clock's grid.
+		if got := c.count("s"); got < 10 {
+			t.Errorf("%d readings in 1 s at 100 ms, want at least 10: sampling stalled when the clock went back", got)
+		}
+	})
+}
+
+func TestSlowSensorDoesNotHoldBackTheGroup(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		slow := &fake{read: func(context.Context, int64) (sensors.Values, error) {
+			time.Sleep(200 * time.Millisecond) // a DS18B20 converting
+			return sensors.Values{"v": 1}, nil
+		}}
+		c := runFor(t, 450*time.Millisecond, Options{},
+			src("a", 100*time.Millisecond, &fake{}), src("b", 100*time.Millisecond, &fake{}),
+			Source{Name: "slow", Interval: time.Second, Timeout: time.Second,
+				Open: func(context.Context) (sensors.Sensor, error) { return slow, nil }})
+		if len(c.groups) < 2 || c.groups[0] != 2 {
+			t.Fatalf("groups %v: want the fast sensors' first group on its own", c.groups)
+		}
+		if wait := c.groupAt[0].Sub(start); wait != maxLinger {
+			t.Errorf("first group emitted after %s, want %s (the linger), not after the slow read", wait, maxLinger)
+		}
+		if c.count("slow") != 1 || c.count("a") != 5 {
+			t.Errorf("readings slow=%d a=%d, want 1 and 5", c.count("slow"), c.count("a"))
 		}
 	})
 }

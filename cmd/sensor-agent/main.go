@@ -87,6 +87,9 @@ func main() {
 	// After the first signal the default handling returns, so a second
 	// Ctrl-C during the shutdown deadline stops at once.
 	context.AfterFunc(ctx, stop)
+	if len(os.Args) > 1 {
+		limitProcs(os.Args[1], os.Getenv)
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
