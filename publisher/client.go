@@ -83,14 +83,13 @@ type Result struct {
 // Client publishes over one kept-alive HTTPS connection. It is safe for
 // concurrent use.
 type Client struct {
-	cfg       Config
-	log       *slog.Logger
-	endpoint  string // host:port
-	transport *http.Transport
-	http      *http.Client
-	certs     *certSource     // the client certificate, reloaded on rotation
-	dialer    *endpointDialer // TLS to the endpoint, direct or via a proxy
-	ports     portState       // the port fallback
+	cfg      Config
+	log      *slog.Logger
+	endpoint string          // host:port
+	pool     *connPool       // the kept-alive connections (conn.go)
+	certs    *certSource     // the client certificate, reloaded on rotation
+	dialer   *endpointDialer // TLS to the endpoint, direct or via a proxy
+	ports    portState       // the port fallback
 
 	oddReply    atomic.Bool // Result.Warning has been logged
 	alpnMissing atomic.Bool // the last new connection did not negotiate ALPN
@@ -114,42 +113,16 @@ func New(cfg Config, logger *slog.Logger) (*Client, error) {
 	if cs.rootsErr != nil {
 		return nil, cs.rootsErr
 	}
-	tlsCfg := cs.dialer.tls
 	// The current pair, re-read when its files change (keys.go).
-	tlsCfg.GetClientCertificate = certs.get
-	// HTTP/1.1 only: AWS IoT's publish API does not speak h2, and an "h2"
-	// in the ALPN offer would stop 443 from using the certificate.
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
-	// The endpoint dialer does the TLS handshake itself, with tlsCfg as
-	// its template, after a CONNECT through the proxy if there is one
-	// (tunnel.go says why not the transport's own proxy support).
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialTLSContext:      cs.dialer.dialTLS,
-		DialContext:         dialer.DialContext,
-		TLSClientConfig:     tlsCfg,
-		TLSHandshakeTimeout: cfg.Timeout,
-		Protocols:           &protocols,
-		MaxIdleConns:        2,
-		MaxIdleConnsPerHost: 1,
-		IdleConnTimeout:     idleConnTimeout,
-		DisableCompression:  true,
-	}
+	cs.dialer.tls.GetClientCertificate = certs.get
+	pool := &connPool{}
 	return &Client{
-		cfg:       cfg,
-		log:       logger,
-		endpoint:  net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
-		transport: tr,
-		certs:     certs.watch(tr.CloseIdleConnections),
-		dialer:    cs.dialer,
-		http: &http.Client{
-			Transport: tr,
-			// AWS never redirects a publish; following one would resend
-			// the payload somewhere unexpected.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		cfg:      cfg,
+		log:      logger,
+		endpoint: net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)),
+		pool:     pool,
+		certs:    certs.watch(pool.closeIdle),
+		dialer:   cs.dialer,
 	}, nil
 }
 
@@ -182,6 +155,9 @@ func newConnSetup(cfg Config, logger *slog.Logger) (*connSetup, error) {
 		RootCAs:    roots,
 		// AWS IoT does not want session resumption for certificate auth.
 		SessionTicketsDisabled: true,
+		// A publish is one record (conn.go): no small records while a
+		// new connection warms up, which would add framing and packets.
+		DynamicRecordSizingDisabled: true,
 	}
 	if alpn {
 		tlsCfg.NextProtos = []string{ALPNProtocol}
@@ -223,7 +199,7 @@ func checkConfig(cfg *Config) error {
 func (c *Client) Endpoint() string { return c.endpoint }
 
 // ALPN reports whether the client offers x-amzn-http-ca on Config.Port.
-func (c *Client) ALPN() bool { return len(c.transport.TLSClientConfig.NextProtos) > 0 }
+func (c *Client) ALPN() bool { return len(c.dialer.tls.NextProtos) > 0 }
 
 // Proxy returns the proxy URL used for Config.Port, with the password
 // redacted, and where it came from ("endpoint.proxy", "HTTPS_PROXY", ...);
@@ -251,7 +227,7 @@ func (c *Client) ActivePort() int {
 // In-flight publishes are not interrupted.
 func (c *Client) Close() {
 	c.certs.close()
-	c.transport.CloseIdleConnections()
+	c.pool.closeIdle()
 }
 
 func resolveALPN(mode string, port int) (bool, error) {

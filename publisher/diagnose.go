@@ -2,16 +2,13 @@ package publisher
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"time"
 )
@@ -292,28 +289,14 @@ func (p *Prober) Publish(ctx context.Context, conn net.Conn, topic string, paylo
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+p.addr+"/", bytes.NewReader(payload))
-	if err != nil {
-		return Result{}, &Error{Kind: Permanent, Topic: topic, Message: "build request", Err: err}
-	}
-	c := Client{cfg: p.cfg} // topicURL reads only the QoS
-	req.URL = c.topicURL(p.addr, topic)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "sensor-agent")
 	fail := func(err error) (Result, error) {
 		return Result{}, classifyNetError(topic, p.addr, p.cfg.Timeout, parent, ctx, ctxErr(ctx, err))
 	}
-	if err := req.Write(conn); err != nil {
-		return fail(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	// The very request the client sends.
+	hc := &httpConn{Conn: conn, br: bufio.NewReader(conn)}
+	x, err := hc.exchange(appendRequest(nil, p.addr, p.cfg.QoS, topic, payload))
 	if err != nil {
 		return fail(err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBody))
-	if err != nil {
-		return fail(err)
-	}
-	return replyResult(resp, body, topic)
+	return replyResult(x.resp, x.body, topic)
 }

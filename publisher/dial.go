@@ -36,9 +36,8 @@ func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 // dialProgress records how far the dials made for one request got, so that a
-// request that times out can say where it was stuck. The transport dials
-// with a context detached from the request's cancellation but carrying its
-// values, so the request hands it down as a context value.
+// request that times out can say where it was stuck. The request hands it
+// down to the dialer as a context value.
 type dialProgress struct {
 	mu    sync.Mutex
 	stage stage
@@ -89,7 +88,7 @@ func (s stage) describe(addr, proxy string) string {
 	return ""
 }
 
-// endpointDialer makes the transport's connections: TLS to the endpoint,
+// endpointDialer makes the client's connections: TLS to the endpoint,
 // direct or through a CONNECT tunnel.
 type endpointDialer struct {
 	timeout time.Duration
@@ -110,7 +109,7 @@ func (d *endpointDialer) routeFor(port int) route {
 	return rt
 }
 
-// dialTLS is the transport's DialTLSContext: a TLS connection to addr
+// dialTLS makes a TLS connection to addr
 // (host:port of the endpoint), direct or through the route's proxy.
 func (d *endpointDialer) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, portStr, err := net.SplitHostPort(addr)
@@ -120,8 +119,8 @@ func (d *endpointDialer) dialTLS(ctx context.Context, network, addr string) (net
 	port, _ := strconv.Atoi(portStr)
 	rt := d.routeFor(port)
 	progress, _ := ctx.Value(progressKey{}).(*dialProgress)
-	// The transport's dial context has no deadline of its own. Give it a
-	// little more than the request's, so a slow proxy is reported by the
+	// A caller's context may have no deadline of its own. Give it a
+	// little more than a request's, so a slow proxy is reported by the
 	// request's deadline (which names the stage it was stuck in) rather
 	// than by whichever of two equal timers fires first.
 	ctx, cancel := context.WithTimeout(ctx, d.timeout+d.timeout/2)

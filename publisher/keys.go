@@ -167,7 +167,7 @@ type certSource struct {
 	badErr    error     // why; nil when the files are in use
 	checked   time.Time // last look at the files
 	changedAt time.Time // last change of pair; zero if none
-	closeIdle func()    // closes the transport's idle connections
+	closeIdle func()    // closes the client's idle connections
 	validity  validity  // last validity logged
 	loggedAt  time.Time // when
 }
@@ -203,7 +203,7 @@ func newCertSourceClock(cfg Config, logger *slog.Logger, now func() time.Time) (
 	return s, nil
 }
 
-// watch makes s close the transport's idle connections (closeIdle) when
+// watch makes s close the client's idle connections (closeIdle) when
 // the pair changes, and starts looking at the files every pollEvery until
 // close. It returns s.
 func (s *certSource) watch(closeIdle func()) *certSource {

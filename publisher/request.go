@@ -1,16 +1,11 @@
 package publisher
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/tls"
-	"io"
 	"net"
-	"net/http"
-	"net/http/httptrace"
-	"net/url"
 	"strconv"
-	"sync/atomic"
 )
 
 // One publish request on one port: Publish (client.go) calls publishOn
@@ -51,60 +46,54 @@ func (c *Client) endpointOn(port int) string {
 	return net.JoinHostPort(c.cfg.Host, strconv.Itoa(port))
 }
 
-// attempt makes one request to port.
+// attempt makes one request to port, on its idle connection or a new one.
 func (c *Client) attempt(parent context.Context, port int, topic string, payload []byte) (res Result, info attemptInfo, err error) {
 	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
 	defer cancel()
 	endpoint := c.endpointOn(port)
-	var reused, replied, connected atomic.Bool
-	trace := &httptrace.ClientTrace{
-		GotConn: func(i httptrace.GotConnInfo) {
-			reused.Store(i.Reused)
-			connected.Store(true)
-			if !i.Reused {
-				c.checkALPN(port, i.Conn)
-			}
-		},
-		GotFirstResponseByte: func() { replied.Store(true) },
-	}
-	// The dialer reports its progress here, for timeouts and the fallback.
-	progress := &dialProgress{}
-	req, err := http.NewRequestWithContext(withProgress(httptrace.WithClientTrace(ctx, trace), progress),
-		http.MethodPost, "https://"+endpoint+"/", bytes.NewReader(payload))
-	if err != nil {
-		return Result{}, info, &Error{Kind: Permanent, Topic: topic, Message: "build request", Err: err}
-	}
-	req.URL = c.topicURL(endpoint, topic)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		info.stale = reused.Load() && !replied.Load() && ctx.Err() == nil && isConnDropped(err)
-		e := classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
-		if connected.Load() {
-			info.reach = reachConnected
-		} else {
-			info.reach = dialReach(parent, ctx, err, progress)
-			if st, addr, px := progress.get(); parent.Err() == nil && ctx.Err() != nil && st != stageNone && st != stageDone {
-				e.Message += ": still " + st.describe(addr, px)
-			}
+	hc := c.pool.get(port)
+	reused := hc != nil
+	if hc == nil {
+		if hc, info.reach, err = c.dial(parent, ctx, port, endpoint, topic); err != nil {
+			return Result{}, info, err
 		}
-		return Result{}, info, e
 	}
 	info.reach = reachConnected
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBody))
+	hc.wbuf = appendRequest(hc.wbuf[:0], endpoint, c.cfg.QoS, topic, payload)
+	x, err := hc.roundTrip(ctx, hc.wbuf)
+	if x.keep {
+		c.pool.put(hc)
+	} else {
+		_ = hc.Close()
+	}
 	if err != nil {
+		info.stale = reused && !x.replied && ctx.Err() == nil && isConnDropped(err)
 		return Result{}, info, classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
 	}
-	// Drain what is left so the connection can be reused.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4*maxReplyBody))
-	res, err = replyResult(resp, body, topic)
+	res, err = replyResult(x.resp, x.body, topic)
 	if res.Warning != "" && err == nil && !c.oddReply.Swap(true) {
 		// Once per Client: a captive portal would say it on every publish.
 		c.log.Warn("the endpoint took a publish with an answer that is not AWS IoT's; taken as delivered, but if a captive portal or proxy answers in AWS IoT's place, messages are being lost (logged once)",
 			"endpoint", endpoint, "answer", res.Warning)
 	}
 	return res, info, err
+}
+
+// dial opens a connection to port for a request of topic, or says why not
+// and whether the port was found unreachable.
+func (c *Client) dial(parent, ctx context.Context, port int, endpoint, topic string) (*httpConn, reach, error) {
+	// The dialer reports its progress here, for timeouts and the fallback.
+	progress := &dialProgress{}
+	conn, err := c.dialer.dialTLS(withProgress(ctx, progress), "tcp", endpoint)
+	if err != nil {
+		e := classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
+		if st, addr, px := progress.get(); parent.Err() == nil && ctx.Err() != nil && st != stageNone && st != stageDone {
+			e.Message += ": still " + st.describe(addr, px)
+		}
+		return nil, dialReach(parent, ctx, err, progress), e
+	}
+	c.checkALPN(port, conn)
+	return &httpConn{Conn: conn, port: port, br: bufio.NewReaderSize(conn, 4<<10)}, reachConnected, nil
 }
 
 // checkALPN warns when a new connection to a port where the client offers
@@ -138,22 +127,4 @@ func (c *Client) checkALPN(port int, conn net.Conn) {
 		args = append(args, "server_cert_issuer", nameOf(cs.PeerCertificates[0].Issuer.CommonName, cs.PeerCertificates[0].Issuer.String()))
 	}
 	c.log.Warn("ALPN "+ALPNProtocol+" was offered but the server did not select it: on port 443 AWS IoT then ignores the client certificate (403 Missing Authentication Token); a proxy or load balancer terminating TLS, a TLS-inspecting middlebox, or a server that is not AWS IoT is answering", args...)
-}
-
-// topicURL builds https://host:port/topics/<topic as one segment>?qos=N.
-// RawPath carries the %2F escapes; url.URL only uses RawPath when it is a
-// valid encoding of Path, so fall back to Opaque (sent verbatim) otherwise.
-func (c *Client) topicURL(endpoint, topic string) *url.URL {
-	raw := "/topics/" + EscapeTopic(topic)
-	u := &url.URL{
-		Scheme:   "https",
-		Host:     endpoint,
-		Path:     "/topics/" + topic,
-		RawPath:  raw,
-		RawQuery: "qos=" + strconv.Itoa(c.cfg.QoS),
-	}
-	if u.EscapedPath() != raw {
-		u.Path, u.RawPath, u.Opaque = "", "", raw
-	}
-	return u
 }

@@ -114,3 +114,17 @@ func TestCountGoroutines(t *testing.T) {
 		t.Errorf("countGoroutines = %d, %q", n, top)
 	}
 }
+
+func TestWireRatio(t *testing.T) {
+	// 10 readings in one 1,400-byte message, 1,550 B up and 290 B down.
+	r := &result{client: "agent", readings: 10, messages: 1, metered: 1, payload: 1400, up: 1550, down: 290, window: time.Second}
+	if got := r.payloadPerReading(); got != 140 {
+		t.Errorf("payloadPerReading = %v, want 140", got)
+	}
+	if got := r.wireRatio(); got < 1.314 || got > 1.315 {
+		t.Errorf("wireRatio = %v, want 1840/1400", got)
+	}
+	if row := r.detailRow("c"); !strings.Contains(row, "| 155 + 29 | 140 | 1.31 |") {
+		t.Errorf("detailRow = %s", row)
+	}
+}

@@ -216,8 +216,8 @@ func printTables(o options, rows []row, telegrafNote string) {
 		fmt.Println("| " + strings.Join(cells, " | ") + " |")
 	}
 	fmt.Println()
-	fmt.Println("| load | client | readings | CPU µs/reading | % of a core | RSS / peak MiB | wake-ups/s | threads | goroutines | wire B/reading (up+down) | messages/reading | AWS messages/month | AWS $/month |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| load | client | readings | CPU µs/reading | % of a core | RSS / peak MiB | wake-ups/s | threads | goroutines | wire B/reading (up+down) | payload B/reading | wire ÷ payload | messages/reading | AWS messages/month | AWS $/month |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		for _, c := range []string{"agent", "telegraf", "article"} {
 			res, ok := r.results[c]
@@ -376,14 +376,21 @@ func (r *result) perReadingUS() float64 { return r.cpuS / float64(r.readings) * 
 func (r *result) core() float64         { return r.cpuS / r.window.Seconds() * 100 }
 func (r *result) wakeups() float64      { return float64(r.switches) / r.window.Seconds() }
 
+// payloadPerReading is the messages' own bytes (their JSON bodies) per
+// reading: what the wire bytes are measured against (issue 11: within 10 %).
+func (r *result) payloadPerReading() float64 { return float64(r.payload) / float64(r.readings) }
+
+// wireRatio is the bytes on the wire, both ways, over the bodies' bytes.
+func (r *result) wireRatio() float64 { return float64(r.up+r.down) / float64(r.payload) }
+
 func (r *result) cell() string {
 	if r.err != "" {
 		return "failed: " + firstLine(r.err)
 	}
 	_, usd := monthlyBill(r.metered, r.window)
-	return fmt.Sprintf("%s µs CPU/reading (%.2f %% of a core), %.1f MiB RSS, %.0f wake-ups/s, %d threads, %.0f wire B/reading, %.3g msgs/reading, $%s/month",
+	return fmt.Sprintf("%s µs CPU/reading (%.2f %% of a core), %.1f MiB RSS, %.0f wake-ups/s, %d threads, %.0f wire B/reading (payload %.0f B/reading, wire %.2f× it both ways), %.3g msgs/reading, $%s/month",
 		num(r.perReadingUS()), r.core(), float64(r.rssKiB)/1024, r.wakeups(), r.threads,
-		float64(r.up)/float64(r.readings), float64(r.messages)/float64(r.readings), num(usd))
+		float64(r.up)/float64(r.readings), r.payloadPerReading(), r.wireRatio(), float64(r.messages)/float64(r.readings), num(usd))
 }
 
 func (r *result) detailRow(key string) string {
@@ -392,10 +399,10 @@ func (r *result) detailRow(key string) string {
 	if r.goroutines > 0 {
 		g = fmt.Sprint(r.goroutines)
 	}
-	return fmt.Sprintf("| %s | %s | %d | %s | %.3f | %.1f / %.1f | %.1f | %d | %s | %.0f + %.0f | %.4f | %s | %s |",
+	return fmt.Sprintf("| %s | %s | %d | %s | %.3f | %.1f / %.1f | %.1f | %d | %s | %.0f + %.0f | %.0f | %.2f | %.4f | %s | %s |",
 		key, r.client, r.readings, num(r.perReadingUS()), r.core(), float64(r.rssKiB)/1024, float64(r.hwmKiB)/1024,
 		r.wakeups(), r.threads, g, float64(r.up)/float64(r.readings), float64(r.down)/float64(r.readings),
-		float64(r.messages)/float64(r.readings), num(perMonth), num(usd))
+		r.payloadPerReading(), r.wireRatio(), float64(r.messages)/float64(r.readings), num(perMonth), num(usd))
 }
 
 func printDetail(w io.Writer, sc scenario, r *result) {
