@@ -70,10 +70,12 @@ type Stats struct {
 	ReadErrors        int64
 	BatchesPublished  int64
 	ReadingsPublished int64
-	PublishErrors     int64
-	DeadLettered      int64
-	LastPublish       time.Time
-	LastPublishError  string
+	// BytesPublished counts the message bodies the endpoint accepted.
+	BytesPublished   int64
+	PublishErrors    int64
+	DeadLettered     int64
+	LastPublish      time.Time
+	LastPublishError string
 }
 
 // Agent is one running instance.
@@ -98,7 +100,7 @@ type Agent struct {
 	syncErr      string      // the last sync error logged, and when (writer only)
 	syncErrAt    time.Time
 
-	taken, readErrs, batches, published, pubErrs, deadLettered atomic.Int64
+	taken, readErrs, batches, published, pubBytes, pubErrs, deadLettered atomic.Int64
 
 	mu          sync.Mutex
 	lastPublish time.Time
@@ -222,7 +224,7 @@ func (a *Agent) Stats() Stats {
 	defer a.mu.Unlock()
 	return Stats{
 		ReadingsTaken: a.taken.Load(), ReadErrors: a.readErrs.Load(),
-		BatchesPublished: a.batches.Load(), ReadingsPublished: a.published.Load(),
+		BatchesPublished: a.batches.Load(), ReadingsPublished: a.published.Load(), BytesPublished: a.pubBytes.Load(),
 		PublishErrors: a.pubErrs.Load(), DeadLettered: a.deadLettered.Load(),
 		LastPublish: a.lastPublish, LastPublishError: a.lastPubErr,
 	}

@@ -270,6 +270,7 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		s.nextBack = now.Add(time.Duration(float64(time.Second) / a.cfg.Publish.MaxRate))
 	}
 	if err == nil {
+		a.pubBytes.Add(int64(len(s.buf)))
 		s.delivered(b, reported, fromBacklog, now)
 		return
 	}
