@@ -288,11 +288,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	statusCtx, stopStatus := context.WithCancel(ctx)
 	wg.Go(func() {
-		t := time.NewTicker(a.opts.StatusInterval)
+		t := clock.NewTicker(a.opts.StatusInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
+				t.Next()
 				a.logStatus()
 			case <-statusCtx.Done():
 				return

@@ -214,11 +214,14 @@ func (s *certSource) watch(closeIdle func()) *certSource {
 	s.stop, s.done = cancel, make(chan struct{})
 	go func() {
 		defer close(s.done)
-		t := time.NewTicker(s.pollEvery)
+		// At the wall clock's multiples of pollEvery, as the sensors'
+		// readings, so the check shares their wake-ups.
+		t := time.NewTimer(untilNext(time.Now(), s.pollEvery))
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
+				t.Reset(untilNext(time.Now(), s.pollEvery))
 				_, _ = s.check()
 			case <-ctx.Done():
 				return
@@ -426,3 +429,8 @@ func (c *Client) ReloadCertificate() (changed bool, err error) { return c.certs.
 
 // Certificate returns the client certificate new connections present.
 func (c *Client) Certificate() *x509.Certificate { return c.certs.current().Leaf }
+
+// untilNext is the time from now to the next wall-clock multiple of d.
+func untilNext(now time.Time, d time.Duration) time.Duration {
+	return now.Truncate(d).Add(d).Sub(now)
+}

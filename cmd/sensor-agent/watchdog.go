@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
+	"github.com/sensor-agent/sensor-agent/agent/clock"
 )
 
 // supervisor sends the agent's state to systemd: STATUS= every
@@ -31,14 +32,17 @@ type supervisor struct {
 func (s *supervisor) run(ctx context.Context) {
 	wd := agent.NewWatchdog(s.now(), s.snapshot(), s.limits)
 	s.notify(sdStatus(wd.Last().StatusText()))
-	status := time.NewTicker(s.statusEvery)
+	// Aligned to the wall clock, so the pings share the wake-ups of the
+	// readings.
+	status := clock.NewTicker(s.statusEvery)
 	defer status.Stop()
 	var ping <-chan time.Time
+	next := func() {}
 	if s.watchdogEvery > 0 {
 		s.notify(sdWatchdog)
-		t := time.NewTicker(s.watchdogEvery)
+		t := clock.NewTicker(s.watchdogEvery)
 		defer t.Stop()
-		ping = t.C
+		ping, next = t.C, t.Next
 	}
 	stalled := ""
 	for {
@@ -46,6 +50,7 @@ func (s *supervisor) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-status.C:
+			status.Next()
 			p := s.snapshot()
 			text := p.StatusText()
 			if stalled != "" {
@@ -53,6 +58,7 @@ func (s *supervisor) run(ctx context.Context) {
 			}
 			s.notify(sdStatus(text))
 		case <-ping:
+			next()
 			ok, why := wd.Check(s.now(), s.snapshot())
 			switch {
 			case ok && stalled != "":
