@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/sensor-agent/sensor-agent/agent/clock"
 	"github.com/sensor-agent/sensor-agent/agent/reading"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
 	"github.com/sensor-agent/sensor-agent/agent/spool"
@@ -14,8 +15,9 @@ const maxGroup = 256
 // writeLoop stamps samples into readings (seq + time) and appends them to
 // the store, one write per group of readings that arrived together, so
 // every reading reaches the operating system before the next is taken
-// (a SIGKILL loses nothing). It fsyncs at most every sync_interval (0:
-// after every group), which bounds what a power cut can lose.
+// (a SIGKILL loses nothing). What it wrote is fsynced within
+// sync_interval, at the interval's next wall-clock multiple (0: after
+// every group), which bounds what a power cut can lose.
 func (a *Agent) writeLoop(samples <-chan []scheduler.Sample) {
 	interval := a.cfg.Spool.SyncInterval.D()
 	timer := time.NewTimer(time.Hour)
@@ -30,9 +32,14 @@ func (a *Agent) writeLoop(samples <-chan []scheduler.Sample) {
 				a.sync()
 				return
 			}
+			// One buffer for the group's records: one allocation, not
+			// one per reading. Each Data is capped to its own bytes.
+			buf := make([]byte, 0, len(group)*recordGuess)
 			recs = recs[:0]
 			for _, s := range group {
-				recs = append(recs, a.record(s))
+				var r spool.Record
+				r, buf = a.record(buf, s)
+				recs = append(recs, r)
 			}
 		drain:
 			for len(recs) < maxGroup {
@@ -42,7 +49,9 @@ func (a *Agent) writeLoop(samples <-chan []scheduler.Sample) {
 						break drain // the outer loop sees the close
 					}
 					for _, s := range group {
-						recs = append(recs, a.record(s))
+						var r spool.Record
+						r, buf = a.record(buf, s)
+						recs = append(recs, r)
 					}
 				default:
 					break drain
@@ -60,7 +69,10 @@ func (a *Agent) writeLoop(samples <-chan []scheduler.Sample) {
 			case interval == 0:
 				a.sync()
 			case !armed:
-				timer.Reset(interval)
+				// At the next wall-clock multiple of the interval (at
+				// most interval away): the sync then shares the
+				// wake-up of the readings taken at that moment.
+				timer.Reset(clock.UntilNext(time.Now(), interval))
 				armed = true
 			}
 		case <-timer.C:
@@ -70,10 +82,14 @@ func (a *Agent) writeLoop(samples <-chan []scheduler.Sample) {
 	}
 }
 
-// record stamps a sample: seq, UTC time, and the topic it will go to. A
-// seq the counter could not make durable goes with the volatile
-// incarnation.
-func (a *Agent) record(s scheduler.Sample) spool.Record {
+// recordGuess is about the size of a reading's record: topic line plus
+// JSON with three values.
+const recordGuess = 200
+
+// record stamps a sample (seq, UTC time, and the topic it will go to),
+// encoding it at the end of buf; it returns the record and buf. A seq
+// the counter could not make durable goes with the volatile incarnation.
+func (a *Agent) record(buf []byte, s scheduler.Sample) (spool.Record, []byte) {
 	n, durable := a.st.seq.Next()
 	if durable != a.seqDurable {
 		a.seqDurable = durable
@@ -91,8 +107,9 @@ func (a *Agent) record(s scheduler.Sample) spool.Record {
 	if !durable {
 		h.Incarnation, h.Volatile = a.st.store.Volatile(), true
 	}
-	data := make([]byte, 0, len(h.Topic)+len(h.Incarnation)+3+160)
-	return spool.Record{Seq: n, Data: r.AppendJSON(appendHead(data, h))}
+	from := len(buf)
+	buf = r.AppendJSON(appendHead(buf, h))
+	return spool.Record{Seq: n, Data: buf[from:len(buf):len(buf)]}, buf
 }
 
 // logClockAtStart says whether the clock is synchronised. Sampling starts

@@ -54,8 +54,10 @@ func (s *Spool) readPending(after uint64, limit int) (out []Record, more bool, e
 	}
 	start := s.cur.acks.nextUncovered(after + 1)
 	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].last >= start })
-	arena := make([]byte, 0, min(limit, 64)*256) // grows as needed
-	out = make([]Record, 0, min(limit, 64))
+	// Sized for a second of live readings (the common call: the sender
+	// after each sync); both grow as needed for a backlog.
+	arena := make([]byte, 0, min(limit, 16)*256)
+	out = make([]Record, 0, min(limit, 16))
 	for ; i < len(s.segs); i++ {
 		seg := s.segs[i]
 		r, err := s.reader(seg)
