@@ -1,7 +1,13 @@
 package configs_test
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/config"
 	"github.com/sensor-agent/sensor-agent/configs"
@@ -42,4 +48,45 @@ func TestDriversYAMLCoversEveryDriver(t *testing.T) {
 			t.Errorf("driver %s has no entry in configs/drivers.yaml", d)
 		}
 	}
+}
+
+// The README states what the example config costs on AWS; this is where
+// the figure comes from. A sensor slower than flush_interval goes out one
+// reading per message (its batch comes due before its next reading), a
+// faster one once per flush_interval; each message here is far under
+// AWS's 5 KB metering step.
+func TestExampleBill(t *testing.T) {
+	c, err := config.Parse("example.yaml", configs.Example, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Publish.Topic, "{sensor}") {
+		t.Fatalf("topic %q: the model below assumes a topic per sensor", c.Publish.Topic)
+	}
+	const month = 30 * 24 * time.Hour
+	flush := c.Publish.FlushInterval.D()
+	var msgs int64
+	for _, s := range c.Sensors {
+		msgs += int64(month / max(s.Interval.D(), flush))
+	}
+	dollars := float64(msgs) / 1e6 // $1.00 per million messages (us-east-1)
+	want := fmt.Sprintf("%s messages a month", thousands(msgs))
+	t.Logf("%s, $%.2f", want, dollars)
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{want, fmt.Sprintf("$%.2f a month", dollars)} {
+		if !bytes.Contains(readme, []byte(w)) {
+			t.Errorf("README does not say %q (the example config's AWS bill)", w)
+		}
+	}
+}
+
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
