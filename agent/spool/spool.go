@@ -90,8 +90,10 @@ const (
 	pendingBatch      = 256
 	pendingBatchBytes = 256 << 10
 	// keepBufferCap: a write buffer that grew past this during a burst
-	// is dropped rather than kept for the life of the process.
-	keepBufferCap = 1 << 20
+	// is dropped rather than kept for the life of the process. 10
+	// sensors at 10 Hz write about 15 KiB a second; 256 KiB keeps every
+	// steady-state buffer and lets a backlog's or recovery's go (issue 11).
+	keepBufferCap = 256 << 10
 )
 
 const minSegmentBytes = 64 << 10

@@ -83,6 +83,7 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func main() {
+	tuneMemory(os.Getenv) // before anything allocates much
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal the default handling returns, so a second
 	// Ctrl-C during the shutdown deadline stops at once.

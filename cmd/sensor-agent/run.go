@@ -123,6 +123,8 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		go func() { done <- a.Run(runCtx) }()
 		// Ready: config loaded, spool open, sensors scheduled.
 		s.notify(sdReady, sdStatus(a.Progress().StatusText()))
+		// Start-up is over: let go of the code only it ran (memory.go).
+		stopRelease := releaseAfterStart(s.opts.Logger, cfg.Publish.FlushInterval.D()+10*time.Second)
 		// Not under ctx: pings go on during the last send after SIGTERM.
 		supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
 		supDone := make(chan struct{})
@@ -144,6 +146,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		}
 		stop()
 		stopSup()
+		stopRelease()
 		<-supDone
 		if next == nil {
 			a.Cleanup()
