@@ -38,6 +38,9 @@ func (d *dispatcher) run() {
 		}
 	}()
 	for d.active > 0 {
+		// What has come back counts before any deadline is judged: a
+		// busy process may see a read's result only after its deadline.
+		d.drain()
 		now := d.now()
 		d.expire(now)
 		d.flushDue(now)
