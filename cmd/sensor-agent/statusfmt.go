@@ -18,7 +18,9 @@ import (
 
 func printStatus(w io.Writer, rep statusReport, now time.Time) {
 	fmt.Fprintf(w, "sensor-agent %s (pid %d): %s, up %s\n", rep.Version, rep.PID, rep.State, since(rep.Started, now))
-	line := func(k, format string, args ...any) { fmt.Fprintf(w, "  %-14s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(w, "  %-14s "+format+"\n", append([]any{k + ":"}, args...)...)
+	}
 	line("device", "%s (config %s)", rep.Device, rep.Config)
 	if rep.ClockSynced {
 		line("clock", "synchronised")
@@ -110,7 +112,9 @@ func printSensors(w io.Writer, ss []agent.SensorSnapshot, now time.Time) {
 
 func printSpool(w io.Writer, sp agent.SpoolSnapshot, now time.Time) {
 	fmt.Fprintf(w, "spool %s:\n", sp.Dir)
-	line := func(k, format string, args ...any) { fmt.Fprintf(w, "  %-14s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(w, "  %-14s "+format+"\n", append([]any{k + ":"}, args...)...)
+	}
 	if sp.MemoryMode {
 		line("MEMORY MODE", "the spool cannot be written (%s): readings wait in memory", sp.MemoryReason)
 	}
