@@ -92,6 +92,8 @@ type Agent struct {
 	topics  map[string]string // sensor name → rendered topic
 	drivers map[string]string // sensor name → driver
 	health  map[string]health // last published, under mu
+	sensors map[string]*sensorState
+	started time.Time // Provision
 
 	wakeCh       chan struct{} // the writer stored something
 	head, synced atomic.Uint64
@@ -102,9 +104,10 @@ type Agent struct {
 
 	taken, readErrs, batches, published, pubBytes, pubErrs, deadLettered atomic.Int64
 
-	mu          sync.Mutex
-	lastPublish time.Time
-	lastPubErr  string
+	mu              sync.Mutex
+	lastPublish     time.Time
+	lastPubErr      string
+	droppedReported map[string]uint64 // loss reports delivered, by reason
 }
 
 // New returns an agent for cfg. It opens nothing.
@@ -140,6 +143,7 @@ func (a *Agent) Provision() error {
 		return fmt.Errorf("publish.topic: %w", err)
 	}
 	a.topics, a.drivers, a.health = map[string]string{}, map[string]string{}, map[string]health{}
+	a.sensors, a.started = a.newSensorStates(), time.Now()
 	for _, s := range a.cfg.Sensors {
 		a.drivers[s.Name] = s.Driver
 		topic, err := tmpl.Render(a.cfg.DeviceID, s.Name, s.Driver)
@@ -276,6 +280,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if st.LastError != nil && st.ConsecutiveErrors > 0 {
 				a.readErrs.Add(1)
 			}
+			a.sensors[st.Sensor].setStatus(st)
 			if h, ok := a.healthChange(st); ok {
 				samples <- []scheduler.Sample{h}
 			}

@@ -288,6 +288,7 @@ func (s *sender) delivered(b *batch.Batch, reported []spool.DroppedRange, fromBa
 	a := s.a
 	a.st.store.Ack(b.Incarnation, b.Seqs)
 	a.st.store.AckDropped(reported)
+	a.countReported(reported)
 	a.batches.Add(1)
 	a.published.Add(int64(b.Count()))
 	a.setLastPublish(now, "")

@@ -173,13 +173,13 @@ func TestManPage(t *testing.T) {
 		}
 	}
 	exits := section("EXIT STATUS")
-	for _, code := range []int{exitOK, exitFailure, exitUsage, exitConfig} {
+	for _, code := range []int{exitOK, exitFailure, exitUsage, exitNotRunning, exitConfig} {
 		if !regexp.MustCompile(fmt.Sprintf(`(?m)^\.B %d$`, code)).MatchString(exits) {
 			t.Errorf("exit status %d is not in EXIT STATUS", code)
 		}
 	}
 	env := section("ENVIRONMENT")
-	for _, v := range []string{"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
+	for _, v := range []string{"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "JOURNAL_STREAM", "RUNTIME_DIRECTORY", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} {
 		if !strings.Contains(env, v) {
 			t.Errorf("%s is not in ENVIRONMENT", v)
 		}

@@ -172,7 +172,8 @@ func startEnv(t *testing.T, ctx context.Context, stdin io.Reader, env []string, 
 				return true
 			}
 		}
-		return strings.HasPrefix(kv, "JOURNAL_STREAM=") || strings.HasPrefix(kv, "GORACE=")
+		// RUNTIME_DIRECTORY would put every agent's status socket in one place.
+		return strings.HasPrefix(kv, "JOURNAL_STREAM=") || strings.HasPrefix(kv, "GORACE=") || strings.HasPrefix(kv, "RUNTIME_DIRECTORY=")
 	})
 	cmd.Env = append(cmd.Env, env...)
 	// A race-enabled binary otherwise sleeps 1s at exit, which would blur

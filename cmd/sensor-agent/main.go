@@ -8,13 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"syscall"
 
 	"github.com/sensor-agent/sensor-agent/agent/config"
@@ -41,6 +39,7 @@ var commands = map[string]command{
 	"spool":   {"inspect the on-disk spool: stats, verify, export", cmdSpool},
 	"drivers": {"list the sensor drivers and their options", cmdDrivers},
 	"scan":    {"probe an I²C bus and 1-wire for known sensors; print a config snippet", cmdScan},
+	"status":  {"ask the running agent how it is: sensors, publishing, spool (exit 1 degraded, 3 not running)", cmdStatus},
 	"version": {"print version, commit and Go version", cmdVersion},
 }
 
@@ -52,10 +51,13 @@ func init() {
 
 // Exit statuses (the man page's EXIT STATUS lists them).
 const (
-	exitOK      = 0  // success; also -h, --help
-	exitFailure = 1  // a runtime failure: check or doctor found a problem, spool verify found damage, another agent runs, ...
-	exitUsage   = 2  // bad command line: unknown command or flag, missing argument
-	exitConfig  = 78 // EX_CONFIG (sysexits.h; systemd: "CONFIG"): the config file cannot be read or is invalid
+	exitOK      = 0 // success; also -h, --help
+	exitFailure = 1 // a runtime failure: check or doctor found a problem, spool verify found damage, another agent runs, ...
+	exitUsage   = 2 // bad command line: unknown command or flag, missing argument
+	// status: no agent answers on the status socket (LSB's "program is
+	// not running", as `systemctl status` uses it).
+	exitNotRunning = 3
+	exitConfig     = 78 // EX_CONFIG (sysexits.h; systemd: "CONFIG"): the config file cannot be read or is invalid
 )
 
 // errUsage marks errors already explained by a usage message.
@@ -182,25 +184,6 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 	return nil
-}
-
-// newLogger logs to stderr. Under journald (JOURNAL_STREAM set) the time
-// is left out because the journal stamps every line itself.
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		lv = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func cmdVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -159,23 +158,6 @@ func TestWatchdogInterval(t *testing.T) {
 		if got != tc.want || (err != nil) != tc.wantErr {
 			t.Errorf("%v: %s, %v; want %s, error %v", tc.env, got, err, tc.want, tc.wantErr)
 		}
-	}
-}
-
-// Under journald (JOURNAL_STREAM set) log lines carry no time: the
-// journal stamps them itself.
-func TestLoggerUnderJournald(t *testing.T) {
-	var plain, journal bytes.Buffer
-	t.Setenv("JOURNAL_STREAM", "")
-	os.Unsetenv("JOURNAL_STREAM")
-	newLogger(&plain, "info").Info("hello", "n", 1)
-	t.Setenv("JOURNAL_STREAM", "8:12345")
-	newLogger(&journal, "info").Info("hello", "n", 1)
-	if !strings.HasPrefix(plain.String(), "time=") {
-		t.Errorf("on a terminal: %q, want a time", plain.String())
-	}
-	if got, want := journal.String(), "level=INFO msg=hello n=1\n"; got != want {
-		t.Errorf("under journald: %q, want %q", got, want)
 	}
 }
 

@@ -43,7 +43,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		log.Warn("watchdog off", "err", err)
 	}
 	svc := &service{
-		cfgPath: *cfgPath, stderr: stderr, sd: sd, hup: hup, watchdog: wd,
+		cfgPath: *cfgPath, stderr: stderr, sd: sd, hup: hup, watchdog: wd, getenv: os.Getenv,
 		opts: agent.Options{Logger: log, SysFS: *sysfs, ExitWhenIdle: *idle},
 	}
 	return svc.run(ctx, cfg)
@@ -84,6 +84,8 @@ type service struct {
 	hup      <-chan os.Signal
 	watchdog time.Duration // WatchdogSec; 0 = off
 	opts     agent.Options
+	getenv   func(string) string
+	status   *statusServer // nil until the first agent is provisioned, or when it cannot listen
 }
 
 func (s *service) run(ctx context.Context, cfg *config.Config) error {
@@ -91,7 +93,9 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 	// old is the agent a reload replaces: its Run has returned, and the
 	// next agent takes over its lock, spool, counter and memory.
 	var old *agent.Agent
+	defer func() { s.status.close() }()
 	for reload := false; ; reload = true {
+		s.status.set(nil) // the next agent takes the storage over in Provision
 		opts := s.opts
 		opts.Previous = old
 		a := agent.New(cfg, opts)
@@ -113,6 +117,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			old.Cleanup()
 			old = nil
 		}
+		s.serveStatus(a, cfg)
 		msg := "sensor-agent started"
 		if reload {
 			msg = "config reloaded"
@@ -149,6 +154,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		stopRelease()
 		<-supDone
 		if next == nil {
+			s.status.close() // before Cleanup: a snapshot reads the storage
 			a.Cleanup()
 			s.opts.Logger.Info("sensor-agent stopped")
 			return err
@@ -182,6 +188,24 @@ func (s *service) wait(ctx context.Context, done <-chan error) (next *config.Con
 			return cfg, false, nil
 		}
 	}
+}
+
+// serveStatus has the status socket report on a, listening first if
+// needed: on the first agent's config (its lock on state_dir is held by
+// then). A socket that cannot listen is logged; the agent runs without.
+func (s *service) serveStatus(a *agent.Agent, cfg *config.Config) {
+	if s.status == nil {
+		path, err := serveSocketPath(s.getenv, cfg.StateDir)
+		if err == nil {
+			s.status, err = listenStatus(path, s.opts.Logger)
+		}
+		if err != nil {
+			s.opts.Logger.Warn("`sensor-agent status` will not work", "err", err)
+			return
+		}
+		s.opts.Logger.Info("status socket", "socket", path)
+	}
+	s.status.set(a)
 }
 
 func (s *service) supervisor(a *agent.Agent, cfg *config.Config) *supervisor {

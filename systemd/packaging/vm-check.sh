@@ -5,7 +5,10 @@
 # checks: Type=notify readiness and STATUS=, the user, groups and
 # hardening of the running process, `systemctl reload` with a broken and
 # with a good config (same PID, new sensors), `systemctl stop` time, and
-# the watchdog restarting a frozen (SIGSTOPped) agent. Prints the journal.
+# the watchdog restarting a frozen (SIGSTOPped) agent, `sensor-agent
+# status` as root, as the service user and as a user outside its group,
+# and journald priorities (`journalctl -p err` shows the agent's error
+# lines and no others). Prints the journal.
 #
 # Not part of CI (it debootstraps from a Debian mirror and boots a VM: a
 # few minutes). Needs root, debootstrap, qemu-system-x86, e2fsprogs and
@@ -76,6 +79,16 @@ sleep 22
 say "after 22s: $(show)"
 prop StatusText | grep -Eq '^readings taken [1-9][0-9]*, published [1-9][0-9]*, pending [0-9]+; last publish [0-9:]+Z ok$' || fail "STATUS: $(prop StatusText)"
 systemctl status sensor-agent --no-pager -l | sed 's/^/VMCHECK status: /'
+out=$(sensor-agent status); rc=$?
+echo "$out" | sed 's/^/VMCHECK status (root): /'
+[ "$rc" = 0 ] || fail "status as root: exit $rc, want 0"
+echo "$out" | grep -q '^sensor-agent .*: healthy, up ' || fail "status: not healthy"
+echo "$out" | grep -Eq '^greenhouse +sim +1s +ok +0 .*temperature [0-9.]+ °C' || fail "status: no greenhouse row"
+runuser -u sensor-agent -- sensor-agent status >/dev/null || fail "status as user sensor-agent: exit $?"
+out=$(runuser -u nobody -- sensor-agent status 2>&1); rc=$?
+[ "$rc" = 1 ] && echo "$out" | grep -q 'permission denied: run as root or as a member of group sensor-agent' || fail "status as nobody: exit $rc: $out"
+[ "$(stat -c '%a %U %G' /run/sensor-agent)" = "750 sensor-agent sensor-agent" ] || fail "runtime dir $(stat -c '%a %U %G' /run/sensor-agent)"
+[ "$(stat -c '%a %U %G' /run/sensor-agent/agent.sock)" = "660 sensor-agent sensor-agent" ] || fail "socket $(stat -c '%a %U %G' /run/sensor-agent/agent.sock)"
 pid=$(prop MainPID)
 grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$pid/status || fail "NoNewPrivs"
 grep -q '^CapEff:[[:space:]]*0*$' /proc/$pid/status || fail "capabilities"
@@ -90,6 +103,12 @@ systemctl reload sensor-agent || fail "reload (broken config) failed"
 sleep 2
 say "after a broken reload: $(show)"
 prop StatusText | grep -q '^reload failed' || fail "STATUS after a broken reload: $(prop StatusText)"
+# The broken reload is logged at level ERROR: priority 3 in the journal.
+journalctl -u sensor-agent -p err -o cat | sed 's/^/VMCHECK journal -p err: /'
+journalctl -u sensor-agent -p err -o cat | grep -q '^level=ERROR msg="reload: the config does not load' || fail "journalctl -p err lacks the reload error"
+journalctl -u sensor-agent -p err -o cat | grep -q '^level=\(INFO\|WARN\|DEBUG\)' && fail "journalctl -p err shows lines below error"
+journalctl -u sensor-agent -p info -o cat | grep -q '^level=INFO msg="sensor-agent started"' || fail "no info line at priority info"
+journalctl -u sensor-agent -o cat | grep -q '^<[0-9]>' && fail "the journal kept the priority prefix: level_prefix off?"
 cp /root/good.yaml /etc/sensor-agent/config.yaml
 printf '  - name: door\n    driver: sim\n    interval: 2s\n    waveform: square\n    values: [level]\n' >>/etc/sensor-agent/config.yaml
 systemctl reload sensor-agent || fail "reload failed"
@@ -101,6 +120,8 @@ t0=$(date +%s%N); systemctl stop sensor-agent; ms=$(( ($(date +%s%N) - t0) / 100
 say "stop took $ms ms: $(show)"
 [ "$(prop Result)" = success ] || fail "stop result $(prop Result)"
 [ "$ms" -lt 20000 ] || fail "stop took $ms ms"
+out=$(sensor-agent status 2>&1); rc=$?
+[ "$rc" = 3 ] && echo "$out" | grep -q 'sensor-agent is not running: no agent answers on /run/sensor-agent/agent.sock' || fail "status after stop: exit $rc: $out"
 mkdir -p /run/systemd/system/sensor-agent.service.d
 printf '[Service]\nWatchdogSec=4s\n' >/run/systemd/system/sensor-agent.service.d/wd.conf
 systemctl daemon-reload

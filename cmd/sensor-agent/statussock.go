@@ -1,0 +1,176 @@
+package main
+
+// The status socket: `run` answers `sensor-agent status` with the agent's
+// Snapshot, as JSON over HTTP on a unix socket (GET /v1/status).
+//
+// Where: $RUNTIME_DIRECTORY/agent.sock under systemd (the unit's
+// RuntimeDirectory=sensor-agent: /run/sensor-agent, mode 0750, removed
+// when the service stops), else state_dir/agent.sock (state_dir at start:
+// a reload does not move the socket). The socket is mode 0660 and has the
+// service's group, so members of group sensor-agent and root may connect.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/agent"
+)
+
+const (
+	// socketName is the status socket's file name in its directory.
+	socketName = "agent.sock"
+	// defaultRuntimeDir is RuntimeDirectory= of the packaged unit.
+	defaultRuntimeDir = "/run/sensor-agent"
+	// maxSocketPath is the longest path a unix socket address holds
+	// (sun_path is 108 bytes with the terminating NUL).
+	maxSocketPath = 107
+	// statusPath is the request `status` makes.
+	statusPath = "/v1/status"
+)
+
+// runtimeDir is the directory systemd made for the service, "" when not
+// under systemd. Several RuntimeDirectory= entries come joined by ':'.
+func runtimeDir(getenv func(string) string) string {
+	dir, _, _ := strings.Cut(getenv("RUNTIME_DIRECTORY"), ":")
+	return dir
+}
+
+// serveSocketPath is where `run` listens: the runtime directory, else
+// state_dir; one whose path is too long for a socket address is passed
+// over, and an error names it when none fits.
+func serveSocketPath(getenv func(string) string, stateDir string) (string, error) {
+	var tooLong []string
+	for _, dir := range []string{runtimeDir(getenv), stateDir} {
+		if dir == "" {
+			continue
+		}
+		p := filepath.Join(dir, socketName)
+		if len(p) <= maxSocketPath {
+			return p, nil
+		}
+		tooLong = append(tooLong, p)
+	}
+	return "", fmt.Errorf("status socket %s: longer than %d bytes, the limit of a unix socket address: `status` cannot reach the agent; use a shorter state_dir",
+		strings.Join(tooLong, ", "), maxSocketPath)
+}
+
+// statusReport is the answer on the socket: the agent's Snapshot and the
+// process around it.
+type statusReport struct {
+	Version string    `json:"version"`
+	PID     int       `json:"pid"`
+	Started time.Time `json:"started"` // the process
+	Socket  string    `json:"socket"`
+	// State is "healthy", or "degraded" with the Problems.
+	State    string   `json:"state"`
+	Problems []string `json:"problems,omitempty"`
+	agent.Snapshot
+}
+
+// statusServer serves the snapshot of the agent running now; across a
+// reload it is handed the next agent (set).
+type statusServer struct {
+	path    string
+	started time.Time
+	srv     *http.Server
+	done    chan struct{}
+
+	mu sync.Mutex
+	a  *agent.Agent // nil while an agent is replaced
+}
+
+// listenStatus listens on path. A socket file already there was left by
+// an agent that was killed (the state_dir lock, held by now, says no other
+// agent runs on it; the runtime directory is the unit's own).
+func listenStatus(path string, log *slog.Logger) (*statusServer, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("status socket %s: exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("status socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("status socket: %w", err)
+	}
+	// The socket has the process's group (the service's); writing it is
+	// what connecting takes.
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("status socket: %w", err)
+	}
+	s := &statusServer{path: path, started: time.Now(), done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+statusPath, s.handle)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("status socket stopped", "socket", path, "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// set hands the server the agent to report on; nil while agents are
+// swapped (the next takes the previous one's storage during Provision).
+// It waits for a snapshot in progress.
+func (s *statusServer) set(a *agent.Agent) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.a = a
+	s.mu.Unlock()
+}
+
+// close stops serving and removes the socket.
+func (s *statusServer) close() {
+	if s == nil {
+		return
+	}
+	s.set(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+	<-s.done
+}
+
+func (s *statusServer) handle(w http.ResponseWriter, _ *http.Request) {
+	rep, ok := s.report()
+	if !ok {
+		http.Error(w, "the agent is reloading its config", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(rep)
+}
+
+func (s *statusServer) report() (statusReport, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.a == nil {
+		return statusReport{}, false
+	}
+	snap := s.a.Snapshot()
+	rep := statusReport{Version: buildVersion(), PID: os.Getpid(), Started: s.started.UTC(), Socket: s.path,
+		State: "healthy", Problems: snap.Problems(), Snapshot: snap}
+	if len(rep.Problems) > 0 {
+		rep.State = "degraded"
+	}
+	return rep, true
+}
