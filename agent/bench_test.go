@@ -350,10 +350,10 @@ func fillSpool(b *testing.B, dir string, n int) {
 // real spool with sync_interval 1s, sender, one kept-alive TLS connection
 // to the emulator in another process) with 10 sim sensors at 10 Hz, topic
 // per sensor, the default 10 s flush. One iteration is one flush period
-// (10 s) of real time, at least three are measured. It reports the CPU per reading taken
-// (issue 11's target: 10 µs), its share of a core, its context switches
-// (wake-ups) per second, and the bytes on the wire per reading against
-// the payload's own. Run it with -cpuprofile to see where the time goes.
+// (10 s) of real time; at least three are measured. It reports the
+// process's CPU per reading taken (issue 11's target: 10 µs), its share
+// of a core, its context switches (wake-ups) per second, and the bytes
+// on the wire per reading against the payload's own. Run it with -cpuprofile to see where the time goes.
 func BenchmarkAgentSteady(b *testing.B) { benchAgent(b, 100*time.Millisecond) }
 
 // BenchmarkAgentIdle is BenchmarkAgentSteady for a quiet station: 10 sim
