@@ -1,19 +1,15 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,134 +20,21 @@ import (
 	"github.com/sensor-agent/sensor-agent/agent/spool"
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
+	"github.com/sensor-agent/sensor-agent/publisher/iotemu/emuproc"
 	"github.com/sensor-agent/sensor-agent/sensors"
 )
 
-// emulatorEnv makes the test binary act as the emulator (see TestMain), so
-// a benchmark's CPU figures count the client side only.
-const emulatorEnv = "SENSOR_AGENT_BENCH_EMULATOR_DIR"
-
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(emulatorEnv); dir != "" {
-		os.Exit(serveEmulator(dir))
+	if dir := os.Getenv(emuproc.Env); dir != "" {
+		os.Exit(emuproc.Serve(dir))
 	}
 	os.Exit(m.Run())
 }
 
-// serveEmulator runs the emulator, with a byte-counting relay in front of
-// it, until stdin closes; it prints the relay's address, and the bytes
-// relayed each way ("up down") for every line read from stdin.
-func serveEmulator(dir string) int {
-	pki, err := iotemu.NewPKI(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	srv, err := iotemu.Start(iotemu.Options{PKI: pki, PlainAddr: iotemu.Off})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer ln.Close()
-	var up, down atomic.Int64
-	go relay(ln, srv.ALPNAddr(), &up, &down)
-	fmt.Println(ln.Addr())
-	in := bufio.NewScanner(os.Stdin)
-	for in.Scan() {
-		fmt.Println(up.Load(), down.Load())
-	}
-	return 0
-}
-
-// relay copies every connection accepted on ln to target, counting the
-// bytes each way: what the wire carries, TLS and HTTP included.
-func relay(ln net.Listener, target string, up, down *atomic.Int64) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			t, err := net.Dial("tcp", target)
-			if err != nil {
-				return
-			}
-			defer t.Close()
-			go func() {
-				io.Copy(counting{t, up}, c)
-				t.(*net.TCPConn).CloseWrite()
-			}()
-			io.Copy(counting{c, down}, t)
-		}()
-	}
-}
-
-// counting counts what is written through it as it goes: a kept-alive
-// connection stays open while it is measured.
-type counting struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c counting) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-// emulatorProcess is the emulator in a child process, so a benchmark's
-// CPU figures count the client side only.
-type emulatorProcess struct {
-	addr string
-	pki  *iotemu.PKI
-	in   io.Writer
-	out  *bufio.Reader
-}
-
-// wire returns the bytes relayed so far, up (to the endpoint) and down.
-func (e *emulatorProcess) wire(b *testing.B) (up, down int64) {
-	fmt.Fprintln(e.in)
-	line, err := e.out.ReadString('\n')
-	if _, serr := fmt.Sscan(line, &up, &down); err != nil || serr != nil {
-		b.Fatalf("emulator process: %v %v", err, serr)
-	}
-	return up, down
-}
-
-func startEmulator(b *testing.B) *emulatorProcess {
-	dir := b.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), emulatorEnv+"="+dir)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	out := bufio.NewReader(stdout)
-	line, err := out.ReadString('\n')
-	if err != nil {
-		b.Fatalf("emulator process: %v", err)
-	}
-	pki, err := iotemu.NewPKI(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &emulatorProcess{addr: strings.TrimSpace(line), pki: pki, in: stdin, out: out}
-}
-
 // startEmulatorProcess starts the emulator in a child process.
 func startEmulatorProcess(b *testing.B) (addr string, pki *iotemu.PKI) {
-	e := startEmulator(b)
-	return e.addr, e.pki
+	e := emuproc.Start(b)
+	return e.Addr, e.PKI
 }
 
 func cpuTime() time.Duration {
@@ -362,8 +245,8 @@ func BenchmarkAgentSteady(b *testing.B) { benchAgent(b, 100*time.Millisecond) }
 func BenchmarkAgentIdle(b *testing.B) { benchAgent(b, time.Second) }
 
 func benchAgent(b *testing.B, interval time.Duration) {
-	emu := startEmulator(b)
-	_, port, _ := strings.Cut(emu.addr, ":")
+	emu := emuproc.Start(b)
+	port := emu.Port()
 	var sensorsYAML strings.Builder
 	for i := range 10 {
 		fmt.Fprintf(&sensorsYAML, "  - {name: s%d, driver: sim, interval: %s, values: [temperature_c, humidity_pct, pressure_hpa]}\n", i, interval)
@@ -373,7 +256,7 @@ device_id: pi-bench
 state_dir: %s
 endpoint: {host: localhost, port: %s, alpn: on, cert_file: %s, key_file: %s, ca_file: %s}
 sensors:
-%s`, b.TempDir(), port, emu.pki.Path(iotemu.DeviceCertFile), emu.pki.Path(iotemu.DeviceKeyFile), emu.pki.Path(iotemu.CAFile), sensorsYAML.String())
+%s`, b.TempDir(), port, emu.PKI.Path(iotemu.DeviceCertFile), emu.PKI.Path(iotemu.DeviceKeyFile), emu.PKI.Path(iotemu.CAFile), sensorsYAML.String())
 	cfg, err := config.Parse("bench.yaml", []byte(src), func(string) (string, bool) { return "", false })
 	if err != nil {
 		b.Fatal(err)
@@ -396,7 +279,7 @@ sensors:
 	}
 	time.Sleep(time.Until(a.Stats().LastPublish.Add(flush / 2)))
 	st0, c0, w0 := a.Stats(), cpuTime(), contextSwitches(b)
-	up0, down0 := emu.wire(b)
+	up0, down0, _ := emu.Counts(b)
 	// At least three flush periods: one is too short a sample on a noisy
 	// machine.
 	periods := max(b.N, 3)
@@ -406,7 +289,7 @@ sensors:
 	}
 	b.StopTimer()
 	st, cpu, wakeups := a.Stats(), cpuTime()-c0, contextSwitches(b)-w0
-	up, down := emu.wire(b)
+	up, down, _ := emu.Counts(b)
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)

@@ -1,167 +1,25 @@
 package publisher_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
+	"github.com/sensor-agent/sensor-agent/publisher/iotemu/emuproc"
 )
 
-// emulatorEnv makes the test binary act as the emulator (see TestMain), so
-// that a benchmark's CPU figures count the client side only.
-const emulatorEnv = "SENSOR_AGENT_PUBLISHER_BENCH_EMULATOR_DIR"
-
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(emulatorEnv); dir != "" {
-		os.Exit(serveEmulator(dir))
+	if dir := os.Getenv(emuproc.Env); dir != "" {
+		os.Exit(emuproc.Serve(dir))
 	}
 	os.Exit(m.Run())
-}
-
-// serveEmulator runs the emulator behind a byte-counting relay until stdin
-// closes. It prints the relay's address, then answers each line read from
-// stdin with "up down body": bytes relayed each way and payload bytes
-// accepted so far.
-func serveEmulator(dir string) int {
-	pki, err := iotemu.NewPKI(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	var body atomic.Int64
-	srv, err := iotemu.Start(iotemu.Options{PKI: pki, PlainAddr: iotemu.Off,
-		OnMessage: func(m iotemu.Message) { body.Add(int64(len(m.Payload))) }})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer srv.Close()
-	relay, err := startRelay(srv.ALPNAddr())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer relay.ln.Close()
-	fmt.Println(relay.ln.Addr())
-	sc := bufio.NewScanner(os.Stdin)
-	for sc.Scan() {
-		fmt.Println(relay.up.Load(), relay.down.Load(), body.Load())
-	}
-	return 0
-}
-
-// relay is a TCP relay that counts the bytes each way as a NIC would see
-// them, without TCP/IP headers: TLS records, handshakes and all.
-type relay struct {
-	ln       net.Listener
-	up, down atomic.Int64
-}
-
-func startRelay(target string) (*relay, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("relay listen: %w", err)
-	}
-	r := &relay{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go r.pipe(c, target)
-		}
-	}()
-	return r, nil
-}
-
-func (r *relay) pipe(c net.Conn, target string) {
-	defer c.Close()
-	s, err := net.Dial("tcp", target)
-	if err != nil {
-		return
-	}
-	defer s.Close()
-	var wg sync.WaitGroup
-	copyCount := func(dst, src net.Conn, n *atomic.Int64) {
-		defer wg.Done()
-		_, _ = io.Copy(counter{dst, n}, src)
-		_ = dst.(*net.TCPConn).CloseWrite()
-	}
-	wg.Add(2)
-	go copyCount(s, c, &r.up)
-	go copyCount(c, s, &r.down)
-	wg.Wait()
-}
-
-// counter counts what is written through it.
-type counter struct {
-	w io.Writer
-	n *atomic.Int64
-}
-
-func (c counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-// emulatorProcess is the emulator running in a child process.
-type emulatorProcess struct {
-	addr string
-	pki  *iotemu.PKI
-	in   io.Writer
-	out  *bufio.Reader
-}
-
-func startEmulatorProcess(b *testing.B) *emulatorProcess {
-	dir := b.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), emulatorEnv+"="+dir)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	out := bufio.NewReader(stdout)
-	line, err := out.ReadString('\n')
-	if err != nil {
-		b.Fatalf("emulator process: %v", err)
-	}
-	pki, err := iotemu.NewPKI(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &emulatorProcess{addr: strings.TrimSpace(line), pki: pki, in: stdin, out: out}
-}
-
-// counts returns the bytes relayed each way so far and the payload bytes
-// accepted.
-func (e *emulatorProcess) counts(b *testing.B) (up, down, body int64) {
-	fmt.Fprintln(e.in)
-	line, err := e.out.ReadString('\n')
-	if err != nil {
-		b.Fatalf("emulator process: %v", err)
-	}
-	if _, err := fmt.Sscan(line, &up, &down, &body); err != nil {
-		b.Fatalf("emulator process counts %q: %v", line, err)
-	}
-	return up, down, body
 }
 
 func cpuTime() time.Duration {
@@ -204,12 +62,12 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 func benchPublish(b *testing.B, payload []byte) {
-	emu := startEmulatorProcess(b)
-	_, port, _ := strings.Cut(emu.addr, ":")
+	emu := emuproc.Start(b)
+	port := emu.Port()
 	portN, _ := strconv.Atoi(port)
 	client, err := publisher.New(publisher.Config{Host: "localhost", Port: portN, ALPN: "on",
-		CertFile: emu.pki.Path(iotemu.DeviceCertFile), KeyFile: emu.pki.Path(iotemu.DeviceKeyFile),
-		CAFile: emu.pki.Path(iotemu.CAFile), Timeout: 10 * time.Second, QoS: 1}, nil)
+		CertFile: emu.PKI.Path(iotemu.DeviceCertFile), KeyFile: emu.PKI.Path(iotemu.DeviceKeyFile),
+		CAFile: emu.PKI.Path(iotemu.CAFile), Timeout: 10 * time.Second, QoS: 1}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -222,7 +80,7 @@ func benchPublish(b *testing.B, payload []byte) {
 	}
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
-	up0, down0, body0 := emu.counts(b)
+	up0, down0, body0 := emu.Counts(b)
 	c0 := cpuTime()
 	for b.Loop() {
 		if _, err := client.Publish(ctx, topic, payload); err != nil {
@@ -231,7 +89,7 @@ func benchPublish(b *testing.B, payload []byte) {
 	}
 	cpu := cpuTime() - c0
 	b.StopTimer()
-	up, down, body := emu.counts(b)
+	up, down, body := emu.Counts(b)
 	client.Close()
 	n := float64(b.N)
 	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/n, "cpu-µs/msg")
