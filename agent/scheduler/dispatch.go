@@ -149,9 +149,6 @@ func (d *dispatcher) collect(o outcome, now time.Time) {
 		runtime.Gosched()
 		d.drain()
 	}
-	if len(d.group) > 0 && d.groupSince.IsZero() {
-		d.groupSince = now
-	}
 	d.flushDue(now)
 }
 
@@ -207,6 +204,9 @@ func (d *dispatcher) handle(o outcome) {
 	case r.opening:
 		d.start(r, now) // opened: read at once
 	default:
+		if len(d.group) == 0 {
+			d.groupSince = now
+		}
 		d.group = append(d.group, Sample{Sensor: r.src.Name, Driver: r.src.Driver, Time: o.start, Values: o.v})
 		if r.st.ConsecutiveErrors > 0 {
 			r.src.Logger.Info("sensor recovered", "after_errors", r.st.ConsecutiveErrors)
