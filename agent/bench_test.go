@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,12 +34,6 @@ func TestMain(m *testing.M) {
 func startEmulatorProcess(b *testing.B) (addr string, pki *iotemu.PKI) {
 	e := emuproc.Start(b)
 	return e.Addr, e.PKI
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkAgentVsSeed compares, in one run against the emulator, readings
@@ -88,7 +81,7 @@ func BenchmarkAgentVsSeed(b *testing.B) {
 		// Agent path: what the writer and the sender do for one second
 		// of readings: stamp, append to the spool (one write), fsync,
 		// read back, batch per topic, publish due batches, acknowledge.
-		c0 := cpuTime()
+		c0 := emuproc.CPUTime()
 		var recs []spool.Record
 		for s := range 10 {
 			seq++
@@ -120,14 +113,14 @@ func BenchmarkAgentVsSeed(b *testing.B) {
 			agentReadings += m.Count()
 			agentMsgs++
 		}
-		agentCPU += cpuTime() - c0
+		agentCPU += emuproc.CPUTime() - c0
 
 	}
 	// The seed's turn, after the agent's, so neither pays for the other's
 	// garbage collection; it is slow, so fewer seconds of readings.
 	runtime.GC()
 	for range max(b.N/4, 10) {
-		c0 := cpuTime()
+		c0 := emuproc.CPUTime()
 		for s := range 10 {
 			r := reading.Reading{Seq: seq, Sensor: fmt.Sprintf("s%d", s), Time: now, Values: values}
 			body := r.AppendJSONWithDevice(nil, "pi-bench")
@@ -145,7 +138,7 @@ func BenchmarkAgentVsSeed(b *testing.B) {
 			tr.CloseIdleConnections()
 			seedReadings++
 		}
-		seedCPU += cpuTime() - c0
+		seedCPU += emuproc.CPUTime() - c0
 	}
 	if agentReadings == 0 {
 		b.Skip("run longer (-benchtime) so the agent flushes at least once")
@@ -278,7 +271,7 @@ sensors:
 		b.Fatal("nothing published during the warm-up")
 	}
 	time.Sleep(time.Until(a.Stats().LastPublish.Add(flush / 2)))
-	st0, c0, w0 := a.Stats(), cpuTime(), contextSwitches(b)
+	st0, c0, w0 := a.Stats(), emuproc.CPUTime(), contextSwitches(b)
 	up0, down0, _ := emu.Counts(b)
 	// At least three flush periods: one is too short a sample on a noisy
 	// machine.
@@ -288,7 +281,7 @@ sensors:
 		time.Sleep(flush) // the load is real time: one flush period of readings
 	}
 	b.StopTimer()
-	st, cpu, wakeups := a.Stats(), cpuTime()-c0, contextSwitches(b)-w0
+	st, cpu, wakeups := a.Stats(), emuproc.CPUTime()-c0, contextSwitches(b)-w0
 	up, down, _ := emu.Counts(b)
 	cancel()
 	if err := <-done; err != nil {

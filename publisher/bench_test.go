@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,12 +19,6 @@ func TestMain(m *testing.M) {
 		os.Exit(emuproc.Serve(dir))
 	}
 	os.Exit(m.Run())
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // batchPayload is a batch message of n readings, as the agent sends it
@@ -81,13 +74,13 @@ func benchPublish(b *testing.B, payload []byte) {
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
 	up0, down0, body0 := emu.Counts(b)
-	c0 := cpuTime()
+	c0 := emuproc.CPUTime()
 	for b.Loop() {
 		if _, err := client.Publish(ctx, topic, payload); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cpu := cpuTime() - c0
+	cpu := emuproc.CPUTime() - c0
 	b.StopTimer()
 	up, down, body := emu.Counts(b)
 	client.Close()

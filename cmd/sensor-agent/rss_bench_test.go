@@ -60,12 +60,13 @@ func measureOnce(b *testing.B) {
 }
 
 // buildRelease builds the binary with the Makefile's flags, so its text
-// and data (mapped, so part of RSS) are those of a release.
-func buildRelease(b *testing.B) string {
+// and data (mapped, so part of RSS) are those of a release; env adds to
+// the build's environment (GOARCH=... for another target).
+func buildRelease(b *testing.B, env ...string) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "sensor-agent")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}

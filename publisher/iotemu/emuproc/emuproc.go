@@ -14,7 +14,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
 )
@@ -168,4 +170,12 @@ func (p *Process) Counts(b testing.TB) (up, down, body int64) {
 		b.Fatalf("emulator process counts %q: %v", line, err)
 	}
 	return up, down, body
+}
+
+// CPUTime is the CPU this process has used, user and system: what a
+// benchmark charges to the client side.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
