@@ -147,3 +147,17 @@ func (s *service) serveHTTP(a *agent.Agent, cfg *config.Config) {
 	}
 	s.http.set(a)
 }
+
+// handOver has the status socket and the http listener report on a; nil
+// while agents are swapped.
+func (s *service) handOver(a *agent.Agent) {
+	s.status.set(a)
+	s.http.set(a)
+}
+
+// closeListeners stops the status socket and the http listener; a second
+// call does nothing.
+func (s *service) closeListeners() {
+	s.status.close()
+	s.http.close()
+}

@@ -94,10 +94,9 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 	// old is the agent a reload replaces: its Run has returned, and the
 	// next agent takes over its lock, spool, counter and memory.
 	var old *agent.Agent
-	defer func() { s.status.close(); s.http.close() }()
+	defer s.closeListeners()
 	for reload := false; ; reload = true {
-		s.status.set(nil) // the next agent takes the storage over in Provision
-		s.http.set(nil)
+		s.handOver(nil) // the next agent takes the storage over in Provision
 		opts := s.opts
 		opts.Previous = old
 		a := agent.New(cfg, opts)
@@ -157,8 +156,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		stopRelease()
 		<-supDone
 		if next == nil {
-			s.status.close() // before Cleanup: a snapshot reads the storage
-			s.http.close()
+			s.closeListeners() // before Cleanup: a snapshot reads the storage
 			a.Cleanup()
 			s.opts.Logger.Info("sensor-agent stopped")
 			return err
