@@ -104,6 +104,9 @@ type Agent struct {
 
 	taken, readErrs, batches, published, pubBytes, pubErrs, deadLettered atomic.Int64
 
+	pubErrKinds [len(publishKinds)]atomic.Int64 // failed publishes by kind, for /metrics
+	latency     latency                         // publish request durations, for /metrics
+
 	mu              sync.Mutex
 	lastPublish     time.Time
 	lastPubErr      string

@@ -265,7 +265,9 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 	}
 	single := a.cfg.Publish.Format == "single"
 	s.buf = batch.Envelope(s.buf[:0], meta, b, single)
+	start := time.Now()
 	_, err := a.pub.Publish(ctx, b.Topic, s.buf)
+	a.latency.observe(time.Since(start))
 	if fromBacklog && a.cfg.Publish.MaxRate > 0 {
 		s.nextBack = now.Add(time.Duration(float64(time.Second) / a.cfg.Publish.MaxRate))
 	}
@@ -275,6 +277,7 @@ func (s *sender) send(ctx context.Context, b *batch.Batch, fromBacklog bool) {
 		return
 	}
 	a.pubErrs.Add(1)
+	a.countPublishError(err)
 	a.setLastPublish(time.Time{}, err.Error())
 	if publisher.KindOf(err) == publisher.Permanent {
 		s.refused(b, fromBacklog, err)

@@ -69,6 +69,7 @@ type SensorSnapshot struct {
 	Healthy           bool               `json:"healthy"`
 	Done              bool               `json:"done,omitempty"` // a sim sensor with count: no more readings
 	ConsecutiveErrors int                `json:"consecutive_errors"`
+	ReadErrors        int64              `json:"read_errors"` // failed reads since the agent started
 	LastError         string             `json:"last_error,omitempty"`
 	LastReading       time.Time          `json:"last_reading,omitzero"`
 	Values            map[string]float64 `json:"values,omitempty"`
@@ -114,7 +115,8 @@ type sensorState struct {
 
 	mu     sync.Mutex
 	status scheduler.Status
-	seen   bool // a status arrived
+	seen   bool  // a status arrived
+	errors int64 // failed reads: statuses with an error
 	last   time.Time
 	values sensors.Values // reused: values are copied in
 }
@@ -143,6 +145,9 @@ func (st *sensorState) setStatus(s scheduler.Status) {
 	}
 	st.mu.Lock()
 	st.status, st.seen = s, true
+	if s.LastError != nil && s.ConsecutiveErrors > 0 {
+		st.errors++
+	}
 	st.mu.Unlock()
 }
 
@@ -220,6 +225,7 @@ func (a *Agent) sensorSnapshot(name, driver string) SensorSnapshot {
 	out.Values = maps.Clone(st.values)
 	if st.seen {
 		out.ConsecutiveErrors, out.Done = st.status.ConsecutiveErrors, st.status.Done
+		out.ReadErrors = st.errors
 		out.Healthy = st.status.ConsecutiveErrors == 0
 		if !out.Healthy && st.status.LastError != nil {
 			out.LastError = st.status.LastError.Error()

@@ -39,6 +39,7 @@ type Config struct {
 	Publish  Publish  `yaml:"publish"`
 	Spool    Spool    `yaml:"spool"`
 	Sensors  []Sensor `yaml:"sensors"`
+	HTTP     HTTP     `yaml:"http"`
 
 	// File is the path the config was read from, for messages.
 	File string `yaml:"-"`
@@ -322,6 +323,7 @@ func (v *validator) validate(c *Config) {
 	v.spool(c)
 	v.sensors(c.Sensors)
 	v.topics(c)
+	v.http(&c.HTTP)
 }
 
 // topics renders publish.topic for every sensor, as the agent does when it

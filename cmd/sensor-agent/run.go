@@ -86,6 +86,7 @@ type service struct {
 	opts     agent.Options
 	getenv   func(string) string
 	status   *statusServer // nil until the first agent is provisioned, or when it cannot listen
+	http     *httpServer   // http.listen; nil when off or when it cannot listen
 }
 
 func (s *service) run(ctx context.Context, cfg *config.Config) error {
@@ -93,9 +94,9 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 	// old is the agent a reload replaces: its Run has returned, and the
 	// next agent takes over its lock, spool, counter and memory.
 	var old *agent.Agent
-	defer func() { s.status.close() }()
+	defer s.closeListeners()
 	for reload := false; ; reload = true {
-		s.status.set(nil) // the next agent takes the storage over in Provision
+		s.handOver(nil) // the next agent takes the storage over in Provision
 		opts := s.opts
 		opts.Previous = old
 		a := agent.New(cfg, opts)
@@ -118,6 +119,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			old = nil
 		}
 		s.serveStatus(a, cfg)
+		s.serveHTTP(a, cfg)
 		msg := "sensor-agent started"
 		if reload {
 			msg = "config reloaded"
@@ -154,7 +156,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		stopRelease()
 		<-supDone
 		if next == nil {
-			s.status.close() // before Cleanup: a snapshot reads the storage
+			s.closeListeners() // before Cleanup: a snapshot reads the storage
 			a.Cleanup()
 			s.opts.Logger.Info("sensor-agent stopped")
 			return err

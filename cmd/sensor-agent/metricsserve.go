@@ -1,0 +1,163 @@
+package main
+
+// The HTTP listener of `http.listen`: /metrics (metrics.go) and /healthz.
+// Like the status socket it listens on the first config's address and is
+// handed each agent a reload makes; nothing runs between requests.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sensor-agent/sensor-agent/agent"
+	"github.com/sensor-agent/sensor-agent/agent/config"
+)
+
+// httpServer serves the agent running now; nil a while a reload swaps
+// agents.
+type httpServer struct {
+	listen string // as configured, to tell a reload that changes it
+	addr   string // as bound (port 0 becomes the port chosen)
+	srv    *http.Server
+	done   chan struct{}
+
+	mu sync.Mutex
+	a  *agent.Agent
+}
+
+// listenHTTP listens on addr (host:port, validated by the config).
+func listenHTTP(addr string, log *slog.Logger) (*httpServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", addr, err)
+	}
+	s := &httpServer{listen: addr, addr: ln.Addr().String(), done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("http listener stopped", "addr", s.addr, "err", err)
+		}
+	}()
+	return s, nil
+}
+
+// set hands the server the agent to report on; nil while agents are
+// swapped. It waits for a request in progress.
+func (s *httpServer) set(a *agent.Agent) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.a = a
+	s.mu.Unlock()
+}
+
+// close stops serving.
+func (s *httpServer) close() {
+	if s == nil {
+		return
+	}
+	s.set(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+	<-s.done
+}
+
+// input gathers one scrape's numbers, false while agents are swapped.
+func (s *httpServer) input() (metricsInput, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.a == nil {
+		return metricsInput{}, false
+	}
+	return metricsInput{Version: buildVersion(), Snap: s.a.Snapshot(), Stats: s.a.Stats(), Publish: s.a.PublishMetrics()}, true
+}
+
+func (s *httpServer) metrics(w http.ResponseWriter, _ *http.Request) {
+	in, ok := s.input()
+	if !ok {
+		http.Error(w, "the agent is reloading its config", http.StatusServiceUnavailable)
+		return
+	}
+	var b bytes.Buffer
+	writeMetrics(&b, in)
+	w.Header().Set("Content-Type", metricsContentType)
+	_, _ = w.Write(b.Bytes())
+}
+
+// healthz answers 200 "ok", or 503 with the problems, one per line.
+func (s *httpServer) healthz(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	a := s.a
+	var problems []string
+	if a != nil {
+		snap := a.Snapshot()
+		problems = snap.Problems()
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	switch {
+	case a == nil:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("the agent is reloading its config\n"))
+	case len(problems) > 0:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(strings.Join(problems, "\n") + "\n"))
+	default:
+		_, _ = w.Write([]byte("ok\n"))
+	}
+}
+
+// serveHTTP has the http listener report on a, listening first if it
+// does not yet. A reload does not move a listener; one that cannot start
+// is logged, and the agent runs without.
+func (s *service) serveHTTP(a *agent.Agent, cfg *config.Config) {
+	log := s.opts.Logger
+	switch {
+	case s.http != nil:
+		if cfg.HTTP.Listen != s.http.listen {
+			log.Warn("http.listen changed: the listener stays where it is until the service restarts",
+				"listening", s.http.addr, "configured", cfg.HTTP.Listen)
+		}
+	case cfg.HTTP.Listen != "":
+		var err error
+		if s.http, err = listenHTTP(cfg.HTTP.Listen, log); err != nil {
+			log.Warn("/metrics and /healthz will not be served", "err", err)
+			return
+		}
+		log.Info("serving /metrics and /healthz", "addr", s.http.addr)
+		if !cfg.HTTP.Loopback() {
+			log.Warn("http.listen is not a loopback address: /metrics and /healthz are reachable from the network, without authentication",
+				"addr", s.http.addr)
+		}
+	}
+	s.http.set(a)
+}
+
+// handOver has the status socket and the http listener report on a; nil
+// while agents are swapped.
+func (s *service) handOver(a *agent.Agent) {
+	s.status.set(a)
+	s.http.set(a)
+}
+
+// closeListeners stops the status socket and the http listener; a second
+// call does nothing.
+func (s *service) closeListeners() {
+	s.status.close()
+	s.http.close()
+}
