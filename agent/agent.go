@@ -20,6 +20,7 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/agent/clock"
 	"github.com/sensor-agent/sensor-agent/agent/config"
+	"github.com/sensor-agent/sensor-agent/agent/history"
 	"github.com/sensor-agent/sensor-agent/agent/reading"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
 	"github.com/sensor-agent/sensor-agent/agent/spool"
@@ -57,6 +58,10 @@ type Options struct {
 	// while it is not carry "clock_synced":false. nil = clock.New, the
 	// machine's (systemd-timesyncd, else the kernel).
 	Clock clock.Source
+	// History, when set, keeps the recent values of every sensor for the
+	// live page; it is configured for this agent's sensors by Provision
+	// and outlives a reload.
+	History *history.Store
 	// Previous is the agent this one replaces (a reload): its lock,
 	// spool, sequence counter and the readings it holds only in memory
 	// are taken over, so a reload loses nothing and numbering goes on
@@ -169,9 +174,21 @@ func (a *Agent) Provision() error {
 		return err
 	}
 	a.seqDurable = a.st.seq.Err() == nil
+	a.configureHistory()
 	a.log.Info("spool open", "dir", a.cfg.Spool.Dir, "incarnation", a.st.store.Incarnation(),
 		"pending", a.st.store.PendingCount(), "next_seq", a.st.seq.Peek())
 	return nil
+}
+
+func (a *Agent) configureHistory() {
+	if a.opts.History == nil {
+		return
+	}
+	hs := make([]history.Sensor, 0, len(a.cfg.Sensors))
+	for _, s := range a.cfg.Sensors {
+		hs = append(hs, history.Sensor{Name: s.Name, Interval: s.Interval.D()})
+	}
+	a.opts.History.Configure(a.cfg.HTTP.History.D(), int64(a.cfg.HTTP.HistoryMaxBytes), hs)
 }
 
 func (a *Agent) provisionPublisher() error {

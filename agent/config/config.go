@@ -145,6 +145,7 @@ func Defaults() Config {
 			Health:        true,
 		},
 		Spool: Spool{MaxBytes: 64 << 20, SyncInterval: Duration(time.Second)},
+		HTTP:  HTTP{History: Duration(DefaultHistory), HistoryMaxBytes: DefaultHistoryMaxBytes},
 	}
 }
 

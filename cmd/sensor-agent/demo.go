@@ -23,6 +23,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("demo", stderr)
 	duration := fs.Duration("duration", 0, "stop after this long (default: run until Ctrl-C)")
 	dir := fs.String("dir", "", "directory for the throwaway certificates and state (default: a temporary one, removed at exit)")
+	httpAddr := fs.String("http", "127.0.0.1:9102", "where the live page, /metrics and /healthz listen (\"\" = off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,13 +60,16 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.ALPNAddr())
-	vars := map[string]string{"SENSOR_AGENT_DEMO_PORT": port, "SENSOR_AGENT_DEMO_DIR": *dir}
+	vars := map[string]string{"SENSOR_AGENT_DEMO_PORT": port, "SENSOR_AGENT_DEMO_DIR": *dir, "SENSOR_AGENT_DEMO_HTTP": *httpAddr}
 	cfg, err := config.Parse("configs/demo.yaml (embedded)", configs.Demo, func(k string) (string, bool) {
 		v, ok := vars[k]
 		return v, ok
 	})
 	if err != nil {
 		return err
+	}
+	if *httpAddr == "" {
+		cfg.HTTP.Listen = ""
 	}
 	fmt.Fprintf(stdout, "demo: AWS IoT emulator on https://%s (mutual TLS, ALPN x-amzn-http-ca); certificates in %s\n", srv.ALPNAddr(), *dir)
 	fmt.Fprintf(stdout, "demo: agent %q with %d simulated sensors; Ctrl-C to stop\n", cfg.DeviceID, len(cfg.Sensors))

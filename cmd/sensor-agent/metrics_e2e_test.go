@@ -74,7 +74,7 @@ func TestMetricsE2E(t *testing.T) {
 		extra: "http:\n  listen: \"127.0.0.1:0\"\n"}.write(t)
 	from := time.Now()
 	p := startEnv(t, ctx, nil, []string{"RUNTIME_DIRECTORY="}, "run", "-config", cfg)
-	base := "http://" + p.waitOutput(ctx, p.stderr, regexp.MustCompile(`msg="serving /metrics and /healthz" addr=(\S+)`))[1]
+	base := "http://" + p.waitOutput(ctx, p.stderr, regexp.MustCompile(`msg="serving the live page, /metrics and /healthz" addr=(\S+)`))[1]
 	if strings.Contains(p.stderr.String(), "reachable from the network") {
 		t.Errorf("a loopback listener warned it is reachable from the network:\n%s", p.stderr)
 	}

@@ -1,6 +1,7 @@
 package main
 
-// The HTTP listener of `http.listen`: /metrics (metrics.go) and /healthz.
+// The HTTP listener of `http.listen`: the live page (page.go), /metrics
+// (metrics.go) and /healthz.
 // Like the status socket it listens on the first config's address and is
 // handed each agent a reload makes; nothing runs between requests.
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/agent"
 	"github.com/sensor-agent/sensor-agent/agent/config"
+	"github.com/sensor-agent/sensor-agent/agent/history"
 )
 
 // httpServer serves the agent running now; nil a while a reload swaps
@@ -27,19 +29,24 @@ type httpServer struct {
 	addr   string // as bound (port 0 becomes the port chosen)
 	srv    *http.Server
 	done   chan struct{}
+	hist   *history.Store // the live page's charts; outlives reloads
 
 	mu sync.Mutex
 	a  *agent.Agent
 }
 
-// listenHTTP listens on addr (host:port, validated by the config).
-func listenHTTP(addr string, log *slog.Logger) (*httpServer, error) {
+// listenHTTP listens on addr (host:port, validated by the config); the
+// page charts what hist keeps.
+func listenHTTP(addr string, hist *history.Store, log *slog.Logger) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", addr, err)
 	}
-	s := &httpServer{listen: addr, addr: ln.Addr().String(), done: make(chan struct{})}
+	s := &httpServer{listen: addr, addr: ln.Addr().String(), done: make(chan struct{}), hist: hist}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /", s.page)
+	mux.HandleFunc("GET /api/state", s.state)
+	mux.HandleFunc("GET /api/history", s.history)
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
@@ -135,17 +142,27 @@ func (s *service) serveHTTP(a *agent.Agent, cfg *config.Config) {
 		}
 	case cfg.HTTP.Listen != "":
 		var err error
-		if s.http, err = listenHTTP(cfg.HTTP.Listen, log); err != nil {
-			log.Warn("/metrics and /healthz will not be served", "err", err)
+		if s.http, err = startHTTP(cfg, s.opts.History, log); err != nil {
 			return
-		}
-		log.Info("serving /metrics and /healthz", "addr", s.http.addr)
-		if !cfg.HTTP.Loopback() {
-			log.Warn("http.listen is not a loopback address: /metrics and /healthz are reachable from the network, without authentication",
-				"addr", s.http.addr)
 		}
 	}
 	s.http.set(a)
+}
+
+// startHTTP listens on cfg's http.listen, saying so; a listener that
+// cannot start is logged and returned as an error: the agent runs without.
+func startHTTP(cfg *config.Config, hist *history.Store, log *slog.Logger) (*httpServer, error) {
+	s, err := listenHTTP(cfg.HTTP.Listen, hist, log)
+	if err != nil {
+		log.Warn("the live page, /metrics and /healthz will not be served", "err", err)
+		return nil, err
+	}
+	log.Info("serving the live page, /metrics and /healthz", "addr", s.addr, "page", "http://"+s.addr+"/")
+	if !cfg.HTTP.Loopback() {
+		log.Warn("http.listen is not a loopback address: the live page, /metrics and /healthz are reachable from the network, without authentication",
+			"addr", s.addr)
+	}
+	return s, nil
 }
 
 // handOver has the status socket and the http listener report on a; nil

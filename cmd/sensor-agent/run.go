@@ -12,6 +12,7 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/agent"
 	"github.com/sensor-agent/sensor-agent/agent/config"
+	"github.com/sensor-agent/sensor-agent/agent/history"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,11 +53,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // runAgent runs the agent's whole lifecycle (the demo's; `run` adds
 // systemd and reloading around the same steps in service.run).
 func runAgent(ctx context.Context, cfg *config.Config, opts agent.Options) error {
+	if cfg.HTTP.Listen != "" {
+		opts.History = &history.Store{}
+	}
 	a := agent.New(cfg, opts)
 	if err := a.Provision(); err != nil {
 		return err
 	}
 	defer a.Cleanup()
+	if cfg.HTTP.Listen != "" {
+		if srv, err := startHTTP(cfg, opts.History, opts.Logger); err == nil {
+			srv.set(a)
+			defer srv.close()
+		}
+	}
 	logStarted(opts.Logger, "sensor-agent started", cfg)
 	err := a.Run(ctx)
 	opts.Logger.Info("sensor-agent stopped")
@@ -89,6 +99,16 @@ type service struct {
 	http     *httpServer   // http.listen; nil when off or when it cannot listen
 }
 
+// newAgent makes the agent for cfg, taking over from old (a reload).
+func (s *service) newAgent(cfg *config.Config, old *agent.Agent) *agent.Agent {
+	if cfg.HTTP.Listen != "" && s.opts.History == nil {
+		s.opts.History = &history.Store{} // kept across reloads, as the listener is
+	}
+	opts := s.opts
+	opts.Previous = old
+	return agent.New(cfg, opts)
+}
+
 func (s *service) run(ctx context.Context, cfg *config.Config) error {
 	var prev *config.Config // the config running before a reload, to fall back on
 	// old is the agent a reload replaces: its Run has returned, and the
@@ -97,9 +117,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 	defer s.closeListeners()
 	for reload := false; ; reload = true {
 		s.handOver(nil) // the next agent takes the storage over in Provision
-		opts := s.opts
-		opts.Previous = old
-		a := agent.New(cfg, opts)
+		a := s.newAgent(cfg, old)
 		if err := a.Provision(); err != nil {
 			if prev == nil {
 				if old != nil {

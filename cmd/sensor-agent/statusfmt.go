@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
+	"github.com/sensor-agent/sensor-agent/sensors"
 )
 
 func printStatus(w io.Writer, rep statusReport, now time.Time) {
@@ -175,14 +176,6 @@ func bytesIEC(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// units maps a value name's suffix (the config's naming rule: lowercase
-// snake_case ending in the unit) to the unit shown.
-var units = []struct{ suffix, unit string }{
-	{"_per_s", "/s"}, {"_c", "°C"}, {"_pct", "%"}, {"_hpa", "hPa"}, {"_lux", "lx"}, {"_ppm", "ppm"},
-	{"_ppb", "ppb"}, {"_ma", "mA"}, {"_v", "V"}, {"_a", "A"}, {"_w", "W"}, {"_kg", "kg"}, {"_g", "g"},
-	{"_mm", "mm"}, {"_kmh", "km/h"}, {"_hz", "Hz"},
-}
-
 // values prints name value unit, by name: "temperature 23.35 °C".
 func values(v map[string]float64) string {
 	if len(v) == 0 {
@@ -192,11 +185,8 @@ func values(v map[string]float64) string {
 	for _, name := range slices.Sorted(maps.Keys(v)) {
 		x := strconv.FormatFloat(v[name], 'f', -1, 64)
 		part := name + " " + x
-		for _, u := range units {
-			if base, ok := strings.CutSuffix(name, u.suffix); ok && base != "" {
-				part = base + " " + x + " " + u.unit
-				break
-			}
+		if base, unit := sensors.Unit(name); unit != "" {
+			part = base + " " + x + " " + unit
 		}
 		parts = append(parts, part)
 	}

@@ -36,6 +36,7 @@ var figures = []figure{
 	{"time to drain 1M readings", "BenchmarkDrainBacklog", "s/1M-readings", 60, true, "s"},
 	{"spool bytes written ÷ encoded reading", "BenchmarkBytesPerReading", "x-encoded", 1.5, true, "×"},
 	{"armv6 binary", "BenchmarkBinarySize", "armv6-MB", 12, true, "MB"},
+	{"CPU with the live page's listener on ÷ off, 10 × 1 Hz, nobody watching", "BenchmarkHTTPIdle", "on/off", 1.10, true, "×"},
 	{"readings per CPU-second against the article's approach", "BenchmarkAgentVsSeed", "x-agent/seed", 300, false, "×"},
 }
 
