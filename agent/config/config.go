@@ -40,9 +40,12 @@ type Config struct {
 	Spool    Spool    `yaml:"spool"`
 	Sensors  []Sensor `yaml:"sensors"`
 	HTTP     HTTP     `yaml:"http"`
+	Shadow   Shadow   `yaml:"shadow"`
 
 	// File is the path the config was read from, for messages.
 	File string `yaml:"-"`
+	// Disabled names the sensors with enabled: false, left out of Sensors.
+	Disabled []string `yaml:"-"`
 }
 
 // PublisherConfig is the publisher's configuration that the file
@@ -115,6 +118,9 @@ type Sensor struct {
 	Calibrate map[string]sensors.Calibration `yaml:"calibrate"`
 	// Mux puts an I²C sensor behind a PCA9548 channel.
 	Mux *sensors.Mux `yaml:"mux"`
+	// Enabled false keeps the entry but takes no readings from it (set
+	// remotely through the shadow, or to park a sensor); nil = true.
+	Enabled *bool `yaml:"enabled"`
 
 	// Opts is the value returned by the driver's NewOpts, filled from the
 	// remaining keys.
@@ -146,6 +152,8 @@ func Defaults() Config {
 		},
 		Spool: Spool{MaxBytes: 64 << 20, SyncInterval: Duration(time.Second)},
 		HTTP:  HTTP{History: Duration(DefaultHistory), HistoryMaxBytes: DefaultHistoryMaxBytes},
+		Shadow: Shadow{Name: DefaultShadowName, ReportInterval: Duration(DefaultShadowInterval),
+			PollInterval: Duration(DefaultShadowInterval)},
 	}
 }
 
@@ -323,8 +331,10 @@ func (v *validator) validate(c *Config) {
 	v.publish(c)
 	v.spool(c)
 	v.sensors(c.Sensors)
+	v.enabledOnly(c)
 	v.topics(c)
 	v.http(&c.HTTP)
+	v.shadow(c)
 }
 
 // topics renders publish.topic for every sensor, as the agent does when it
@@ -489,6 +499,22 @@ func (v *validator) sensors(list []Sensor) {
 				}
 			}
 		}
+	}
+}
+
+// enabledOnly moves the sensors with enabled: false out of Sensors.
+func (v *validator) enabledOnly(c *Config) {
+	kept := c.Sensors[:0]
+	for _, s := range c.Sensors {
+		if s.Enabled != nil && !*s.Enabled {
+			c.Disabled = append(c.Disabled, s.Name)
+			continue
+		}
+		kept = append(kept, s)
+	}
+	c.Sensors = kept
+	if len(c.Sensors) == 0 && len(c.Disabled) > 0 {
+		v.at("sensors", "every sensor has enabled: false: enable at least one, or the agent would only idle")
 	}
 }
 
