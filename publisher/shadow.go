@@ -49,10 +49,12 @@ func (e *ShadowError) Error() string {
 	if e.Message != "" {
 		b.WriteString(": " + e.Message)
 	}
-	switch e.Status {
-	case http.StatusForbidden:
+	switch {
+	case e.Status == http.StatusForbidden && e.Message == "Missing Authentication Token":
+		b.WriteString("; " + MissingTokenHint(nil))
+	case e.Status == http.StatusForbidden:
 		b.WriteString("; " + ShadowPolicyHint(e.host, e.Method, e.Thing, e.Name))
-	case http.StatusUnauthorized:
+	case e.Status == http.StatusUnauthorized:
 		b.WriteString("; " + InactiveCertHint(""))
 	}
 	return b.String()

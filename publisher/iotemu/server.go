@@ -127,6 +127,7 @@ type Server struct {
 
 	shadows       map[shadowKey]*shadowDoc // see shadow.go
 	shadowChanged chan struct{}            // closed and replaced when a shadow changes
+	shadowDenied  bool                     // see SetShadowDenied
 }
 
 type counts struct {

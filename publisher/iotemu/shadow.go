@@ -44,6 +44,9 @@ func (s *Server) serveShadow(w http.ResponseWriter, r *http.Request, id string) 
 	s.counts.shadowRequests++
 	s.mu.Unlock()
 	key, err := parseShadowPath(r)
+	if err == nil && s.shadowDeniedNow() {
+		err = &shadowError{status: http.StatusForbidden, message: "Forbidden"}
+	}
 	if err != nil {
 		s.failShadow(w, r, id, err)
 		return
@@ -307,4 +310,19 @@ func (s *Server) WaitShadow(ctx context.Context, thing, name string, version int
 			return nil, fmt.Errorf("wait for shadow %s version %d: %w", key, version, ctx.Err())
 		}
 	}
+}
+
+// SetShadowDenied makes the emulator answer every shadow request 403
+// ForbiddenException, as AWS does when the certificate's policy allows
+// publishing but not the shadow actions; publishes are not affected.
+func (s *Server) SetShadowDenied(denied bool) {
+	s.mu.Lock()
+	s.shadowDenied = denied
+	s.mu.Unlock()
+}
+
+func (s *Server) shadowDeniedNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shadowDenied
 }
