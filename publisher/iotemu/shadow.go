@@ -70,7 +70,7 @@ func (s *Server) serveShadow(w http.ResponseWriter, r *http.Request, id string) 
 		s.failShadow(w, r, id, err)
 		return
 	}
-	s.log.Debug("shadow request", "request_id", id, "method", r.Method, "shadow", key.String())
+	s.log.Info("shadow request", "request_id", id, "method", r.Method, "shadow", key.String())
 	s.pause(r.Context())
 	writeBody(w, id, http.StatusOK, body)
 }
