@@ -254,11 +254,11 @@ func (c *Client) Publish(ctx context.Context, topic string, payload []byte) (Res
 		return Result{}, &Error{Kind: Permanent, Topic: topic,
 			Message: fmt.Sprintf("payload is %d bytes, limit is %d: split it", len(payload), MaxPayload)}
 	}
-	if c.cfg.FallbackPort == 0 {
-		res, _, err := c.publishOn(ctx, c.cfg.Port, topic, payload)
-		return res, err
+	x, err := c.send(ctx, &call{topic: topic, body: payload})
+	if err != nil {
+		return Result{}, err
 	}
-	return c.publishFallback(ctx, topic, payload)
+	return c.publishReply(x, topic)
 }
 
 // errorTypeName turns "ForbiddenException:http://internal..." into

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +110,28 @@ func appendRequest(b []byte, addr string, qos int, topic string, payload []byte)
 	b = strconv.AppendInt(b, int64(len(payload)), 10)
 	b = append(b, "\r\n\r\n"...)
 	return append(b, payload...)
+}
+
+// appendShadowRequest appends a Device Shadow request (GET, POST or
+// DELETE /things/<thing>/shadow[?name=<name>]) to addr, with the same
+// headers as a publish; a request without a body has no Content-Length.
+func appendShadowRequest(b []byte, addr, method, thing, name string, body []byte) []byte {
+	b = append(b, method...)
+	b = append(b, " /things/"...)
+	b = append(b, url.PathEscape(thing)...)
+	b = append(b, "/shadow"...)
+	if name != "" {
+		b = append(b, "?name="...)
+		b = append(b, url.QueryEscape(name)...)
+	}
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, strings.TrimSuffix(addr, ":443")...)
+	if len(body) > 0 || method == http.MethodPost {
+		b = append(b, "\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body)), 10)
+	}
+	b = append(b, "\r\n\r\n"...)
+	return append(b, body...)
 }
 
 // exchange is one round trip's outcome.

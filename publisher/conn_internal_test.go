@@ -38,6 +38,31 @@ func TestAppendRequest(t *testing.T) {
 	}
 }
 
+func TestAppendShadowRequest(t *testing.T) {
+	for _, tt := range []struct {
+		addr, method, thing, name, body, want string
+	}{
+		{"h:443", "GET", "pi-1", "", "", "GET /things/pi-1/shadow HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{"h:8443", "GET", "pi:1", "sensor-agent", "", "GET /things/pi:1/shadow?name=sensor-agent HTTP/1.1\r\nHost: h:8443\r\n\r\n"},
+		{"h:443", "POST", "pi", "$x", `{"state":{}}`, "POST /things/pi/shadow?name=%24x HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n{\"state\":{}}"},
+		{"h:443", "POST", "pi", "", "", "POST /things/pi/shadow HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"},
+		{"h:443", "DELETE", "pi", "n", "", "DELETE /things/pi/shadow?name=n HTTP/1.1\r\nHost: h\r\n\r\n"},
+	} {
+		got := string(appendShadowRequest(nil, tt.addr, tt.method, tt.thing, tt.name, []byte(tt.body)))
+		if got != tt.want {
+			t.Errorf("appendShadowRequest(%s %s %s) =\n%q\nwant\n%q", tt.method, tt.thing, tt.name, got, tt.want)
+			continue
+		}
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(got)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.Method != tt.method || req.URL.Query().Get("name") != tt.name || req.ContentLength != int64(len(tt.body)) {
+			t.Errorf("parsed %s name %q length %d", req.Method, req.URL.Query().Get("name"), req.ContentLength)
+		}
+	}
+}
+
 // exchangeWith runs one exchange on a pipe whose other end answers with
 // answer after reading the request.
 func exchangeWith(t *testing.T, answer string) (exchange, *httpConn, error) {

@@ -300,3 +300,24 @@ func (p *Prober) Publish(ctx context.Context, conn net.Conn, topic string, paylo
 	}
 	return replyResult(x.resp, x.body, topic)
 }
+
+// Shadow sends one Device Shadow request over conn (from Handshake) as
+// Client.Shadow does, and returns its answer or error as Client.Shadow. It
+// does not retry. conn is left open.
+func (p *Prober) Shadow(ctx context.Context, conn net.Conn, method, thing, name string, body []byte) (ShadowReply, error) {
+	cl := &call{method: method, thing: thing, name: name, body: body, op: shadowOp(method, thing, name)}
+	if err := checkShadowCall(cl); err != nil {
+		return ShadowReply{}, err
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	hc := &httpConn{Conn: conn, br: bufio.NewReader(conn)}
+	x, err := hc.exchange(cl.appendTo(nil, p.addr, p.cfg.QoS))
+	if err != nil {
+		return ShadowReply{}, cl.netError(p.addr, p.cfg.Timeout, parent, ctx, ctxErr(ctx, err))
+	}
+	return shadowReply(sent{exchange: x, endpoint: p.addr}, cl, p.cfg.Host)
+}

@@ -73,13 +73,22 @@ type Error struct {
 	// advice, when set, replaces hint: what the reply says is wrong and
 	// what to do (reply.go).
 	advice string
+	// op, when set, names the request instead of "publish <topic>": a
+	// shadow request (shadow.go).
+	op string
+}
+
+// prefix is what the description starts with.
+func (e *Error) prefix() string {
+	if e.op != "" {
+		return e.op + ": "
+	}
+	return "publish " + e.Topic + ": "
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("publish ")
-	b.WriteString(e.Topic)
-	b.WriteString(": ")
+	b.WriteString(e.prefix())
 	if e.detail != "" {
 		b.WriteString(e.detail)
 	} else if e.Status != 0 {
@@ -136,8 +145,8 @@ func (e *Error) hint() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// body is the description without the "publish <topic>: " prefix.
-func (e *Error) body() string { return strings.TrimPrefix(e.Error(), "publish "+e.Topic+": ") }
+// body is the description without its "publish <topic>: " prefix.
+func (e *Error) body() string { return strings.TrimPrefix(e.Error(), e.prefix()) }
 
 // KindOf returns the Kind of the first *Error in err's chain. A nil error has
 // Kind 0; errors that are not *Error count as Retry, because losing data on

@@ -14,7 +14,7 @@ import (
 
 // Port fallback.
 //
-// Policy: publishes go to the active port, Config.Port at first. When an
+// Policy: requests (publishes and shadow requests) go to the active port, Config.Port at first. When an
 // attempt finds the active port unreachable (connect refused or timed out,
 // a proxy that forbids CONNECT to it or cannot reach it, a connection cut
 // during the TLS handshake), the same publish is tried at once on the other
@@ -24,16 +24,16 @@ import (
 // minutes) since Config.Port was last found unreachable tries Config.Port
 // first, and stays there if it answers.
 
-// publishFallback publishes on the active port and, if that is
+// sendFallback makes the request on the active port and, if that is
 // unreachable, on the other one.
-func (c *Client) publishFallback(ctx context.Context, topic string, payload []byte) (Result, error) {
+func (c *Client) sendFallback(ctx context.Context, cl *call) (sent, error) {
 	first := c.firstPort()
-	res, r, err := c.publishOn(ctx, first, topic, payload)
+	x, r, err := c.sendOn(ctx, first, cl)
 	if r == reachConnected {
 		c.settle(first, nil)
 	}
 	if r != reachUnreachable || ctx.Err() != nil {
-		return res, err
+		return x, err
 	}
 	other := c.cfg.FallbackPort
 	if first != c.cfg.Port {
@@ -42,18 +42,18 @@ func (c *Client) publishFallback(ctx context.Context, topic string, payload []by
 		c.primaryUnreachable()
 	}
 	c.log.Debug("port unreachable, trying the other one", "port", first, "other", other, "err", err)
-	res2, r2, err2 := c.publishOn(ctx, other, topic, payload)
+	x2, r2, err2 := c.sendOn(ctx, other, cl)
 	if r2 == reachConnected {
 		c.settle(other, err)
-		return res2, err2
+		return x2, err2
 	}
 	if other == c.cfg.Port {
 		c.primaryUnreachable()
 	}
 	if first == c.cfg.Port {
-		return res2, bothPortsFailed(topic, first, err, other, err2)
+		return x2, bothPortsFailed(cl, first, err, other, err2)
 	}
-	return res2, bothPortsFailed(topic, other, err2, first, err)
+	return x2, bothPortsFailed(cl, other, err2, first, err)
 }
 
 // portState is where the policy above stands: the active port and when
@@ -126,7 +126,7 @@ func (c *Client) settle(port int, cause error) {
 
 // bothPortsFailed reports the failures on both ports in one *Error: Retry
 // if either may pass by itself.
-func bothPortsFailed(topic string, port int, err error, fallback int, ferr error) error {
+func bothPortsFailed(cl *call, port int, err error, fallback int, ferr error) error {
 	e1, ok1 := err.(*Error)
 	e2, ok2 := ferr.(*Error)
 	if !ok1 || !ok2 {
@@ -138,7 +138,8 @@ func bothPortsFailed(topic string, port int, err error, fallback int, ferr error
 	}
 	return &Error{
 		Kind:   kind,
-		Topic:  topic,
+		Topic:  cl.topic,
+		op:     cl.op,
 		detail: fmt.Sprintf("port %d: %s; fallback port %d: %s", port, e1.body(), fallback, e2.body()),
 		Err:    errors.Join(err, ferr),
 	}

@@ -6,22 +6,64 @@ import (
 	"crypto/tls"
 	"net"
 	"strconv"
+	"time"
 )
 
-// One publish request on one port: Publish (client.go) calls publishOn
-// directly, or through publishFallback (fallback.go) when there is a
-// fallback port.
+// One request on one port: a publish (Publish in client.go) or a shadow
+// request (shadow.go), sent by send directly, or through sendFallback
+// (fallback.go) when there is a fallback port. The reply is judged by the
+// caller.
 
-// publishOn publishes once on port, resending once on a fresh connection
-// when a kept-alive one turned out to be closed. It also says whether the
-// port was reached, or found unreachable (see publishFallback).
-func (c *Client) publishOn(ctx context.Context, port int, topic string, payload []byte) (Result, reach, error) {
-	res, info, err := c.attempt(ctx, port, topic, payload)
+// call is one request: a publish when method is "", else a shadow
+// request.
+type call struct {
+	topic               string // publish
+	method, thing, name string // shadow request
+	body                []byte
+	op                  string // names a shadow request in errors ("shadow get pi/sensor-agent")
+}
+
+// appendTo appends the request's bytes for addr.
+func (cl *call) appendTo(b []byte, addr string, qos int) []byte {
+	if cl.method == "" {
+		return appendRequest(b, addr, qos, cl.topic, cl.body)
+	}
+	return appendShadowRequest(b, addr, cl.method, cl.thing, cl.name, cl.body)
+}
+
+// netError is classifyNetError for the call.
+func (cl *call) netError(endpoint string, timeout time.Duration, parent, attempt context.Context, err error) *Error {
+	e := classifyNetError(cl.topic, endpoint, timeout, parent, attempt, err)
+	e.op = cl.op
+	return e
+}
+
+// sent is a request's answer and where it came from.
+type sent struct {
+	exchange
+	endpoint string
+}
+
+// send makes the request, on the fallback port too when there is one.
+// The error is a failure before any answer, as *Error.
+func (c *Client) send(ctx context.Context, cl *call) (sent, error) {
+	if c.cfg.FallbackPort == 0 {
+		x, _, err := c.sendOn(ctx, c.cfg.Port, cl)
+		return x, err
+	}
+	return c.sendFallback(ctx, cl)
+}
+
+// sendOn makes the request once on port, resending once on a fresh
+// connection when a kept-alive one turned out to be closed. It also says
+// whether the port was reached, or found unreachable (see sendFallback).
+func (c *Client) sendOn(ctx context.Context, port int, cl *call) (sent, reach, error) {
+	x, info, err := c.attempt(ctx, port, cl)
 	if err != nil && info.stale {
 		c.log.Debug("kept-alive connection was closed by the server, reconnecting", "endpoint", c.endpointOn(port), "err", err)
-		res, info, err = c.attempt(ctx, port, topic, payload)
+		x, info, err = c.attempt(ctx, port, cl)
 	}
-	return res, info.reach, err
+	return x, info.reach, err
 }
 
 // reach is what one attempt learnt about its port.
@@ -47,20 +89,20 @@ func (c *Client) endpointOn(port int) string {
 }
 
 // attempt makes one request to port, on its idle connection or a new one.
-func (c *Client) attempt(parent context.Context, port int, topic string, payload []byte) (res Result, info attemptInfo, err error) {
+func (c *Client) attempt(parent context.Context, port int, cl *call) (x sent, info attemptInfo, err error) {
 	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
 	defer cancel()
-	endpoint := c.endpointOn(port)
+	x.endpoint = c.endpointOn(port)
 	hc := c.pool.get(port)
 	reused := hc != nil
 	if hc == nil {
-		if hc, info.reach, err = c.dial(parent, ctx, port, endpoint, topic); err != nil {
-			return Result{}, info, err
+		if hc, info.reach, err = c.dial(parent, ctx, port, x.endpoint, cl); err != nil {
+			return x, info, err
 		}
 	}
 	info.reach = reachConnected
-	hc.wbuf = appendRequest(hc.wbuf[:0], endpoint, c.cfg.QoS, topic, payload)
-	x, err := hc.roundTrip(ctx, hc.wbuf)
+	hc.wbuf = cl.appendTo(hc.wbuf[:0], x.endpoint, c.cfg.QoS)
+	x.exchange, err = hc.roundTrip(ctx, hc.wbuf)
 	if x.keep {
 		c.pool.put(hc)
 	} else {
@@ -68,25 +110,30 @@ func (c *Client) attempt(parent context.Context, port int, topic string, payload
 	}
 	if err != nil {
 		info.stale = reused && !x.replied && ctx.Err() == nil && isConnDropped(err)
-		return Result{}, info, classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
+		return x, info, cl.netError(x.endpoint, c.cfg.Timeout, parent, ctx, err)
 	}
-	res, err = replyResult(x.resp, x.body, topic)
+	return x, info, nil
+}
+
+// publishReply judges a publish's answer.
+func (c *Client) publishReply(x sent, topic string) (Result, error) {
+	res, err := replyResult(x.resp, x.body, topic)
 	if res.Warning != "" && err == nil && !c.oddReply.Swap(true) {
 		// Once per Client: a captive portal would say it on every publish.
 		c.log.Warn("the endpoint took a publish with an answer that is not AWS IoT's; taken as delivered, but if a captive portal or proxy answers in AWS IoT's place, messages are being lost (logged once)",
-			"endpoint", endpoint, "answer", res.Warning)
+			"endpoint", x.endpoint, "answer", res.Warning)
 	}
-	return res, info, err
+	return res, err
 }
 
-// dial opens a connection to port for a request of topic, or says why not
-// and whether the port was found unreachable.
-func (c *Client) dial(parent, ctx context.Context, port int, endpoint, topic string) (*httpConn, reach, error) {
+// dial opens a connection to port for the request cl, or says why not and
+// whether the port was found unreachable.
+func (c *Client) dial(parent, ctx context.Context, port int, endpoint string, cl *call) (*httpConn, reach, error) {
 	// The dialer reports its progress here, for timeouts and the fallback.
 	progress := &dialProgress{}
 	conn, err := c.dialer.dialTLS(withProgress(ctx, progress), "tcp", endpoint)
 	if err != nil {
-		e := classifyNetError(topic, endpoint, c.cfg.Timeout, parent, ctx, err)
+		e := cl.netError(endpoint, c.cfg.Timeout, parent, ctx, err)
 		if st, addr, px := progress.get(); parent.Err() == nil && ctx.Err() != nil && st != stageNone && st != stageDone {
 			e.Message += ": still " + st.describe(addr, px)
 		}

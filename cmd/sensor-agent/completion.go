@@ -12,6 +12,7 @@ import (
 // subcommands are the commands whose first argument is a subcommand.
 var subcommands = map[string][]string{
 	"spool":      spoolCommands,
+	"shadow":     shadowCommands,
 	"completion": {"bash"},
 }
 

@@ -28,8 +28,9 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	topic := fs.String("topic", "", "topic of the test publish (default sensor-agent/<device_id>/doctor)")
 	asJSON := fs.Bool("json", false, "print the steps as a JSON array of {step, status, duration_ms, detail, hint}")
 	port := fs.Int("port", 0, "check this port of the endpoint instead of endpoint.port (e.g. endpoint.fallback_port)")
+	shadow := fs.Bool("shadow", false, "also read the device's shadow ("+doctor.DefaultShadowName+" of thing device_id) after the test publish: 200 or 404 pass, 403 names the policy actions")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sensor-agent doctor [-config FILE] [-topic T] [-port N] [-json]")
+		fmt.Fprintln(stderr, "usage: sensor-agent doctor [-config FILE] [-topic T] [-port N] [-shadow] [-json]")
 		fmt.Fprintln(stderr, "Checks each link from the config to AWS IoT (certificate, clock, DNS, proxy, TCP, TLS, a test publish);")
 		fmt.Fprintln(stderr, "exit status 0 when all pass (warnings allowed), 1 on any failure.")
 		fs.PrintDefaults()
@@ -42,7 +43,7 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return errUsage
 	}
 	opts := base
-	opts.ConfigPath, opts.Topic, opts.Port = *cfgPath, *topic, *port
+	opts.ConfigPath, opts.Topic, opts.Port, opts.Shadow = *cfgPath, *topic, *port, *shadow
 	if !*asJSON {
 		opts.Emit = func(s doctor.Step) { printStep(stdout, s) }
 	}

@@ -39,6 +39,7 @@ var commands = map[string]command{
 	"spool":   {"inspect the on-disk spool: stats, verify, export", cmdSpool},
 	"drivers": {"list the sensor drivers and their options", cmdDrivers},
 	"scan":    {"probe an I²C bus and 1-wire for known sensors; print a config snippet", cmdScan},
+	"shadow":  {"get, set the desired state of, or delete the device's shadow, with its certificate", cmdShadow},
 	"status":  {"ask the running agent how it is: sensors, publishing, spool (exit 1 degraded, 3 not running)", cmdStatus},
 	"version": {"print version, commit and Go version", cmdVersion},
 }

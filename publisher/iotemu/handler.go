@@ -75,13 +75,42 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.answerMode(w, r, id, c) {
 		return
 	}
+	if status, message := s.frontDoor(c); status != 0 {
+		if strings.HasPrefix(r.URL.EscapedPath(), "/things/") {
+			s.failShadow(w, r, id, &shadowError{status: status, message: message})
+		} else {
+			s.fail(w, r, id, status, message)
+		}
+		return
+	}
+	if strings.HasPrefix(r.URL.EscapedPath(), "/things/") {
+		s.serveShadow(w, r, id)
+		return
+	}
 	msg, ok := s.checkRequest(w, r, id, c)
 	if !ok || !s.readPayload(w, r, id, &msg) {
 		return
 	}
 	msg.Received = time.Now()
 	s.accept(msg)
+	s.applyShadowTopic(msg)
 	s.reply(w, r, id, msg.Topic)
+}
+
+// frontDoor judges the request as AWS does before routing it:
+// authentication, then injected faults. It returns the refusal's status
+// and message, or 0 to go on.
+func (s *Server) frontDoor(c *conn) (status int, message string) {
+	// Authentication comes first, as at AWS's front door: on 443 a
+	// connection without x-amzn-http-ca is a SigV4 request without a
+	// signature.
+	if c.listener == ListenerALPN && c.tls.ConnectionState().NegotiatedProtocol != publisher.ALPNProtocol {
+		return http.StatusForbidden, "Missing Authentication Token"
+	}
+	if status, ok := s.injectedStatus(); ok {
+		return status, errorMessage(status)
+	}
+	return 0, ""
 }
 
 // startRequest counts a request and gives it its id; ok is false once
@@ -99,22 +128,11 @@ func (s *Server) startRequest() (id string, ok bool) {
 	return s.newIDLocked(), true
 }
 
-// checkRequest judges the request as AWS does before reading its body:
-// authentication, injected faults, the route, the method, the topic and
-// the parameters. It answers a refused request itself (ok false).
+// checkRequest judges a publish as AWS does before reading its body, once
+// past the front door: the route, the method, the topic and the
+// parameters. It answers a refused request itself (ok false).
 func (s *Server) checkRequest(w http.ResponseWriter, r *http.Request, id string, c *conn) (msg Message, ok bool) {
 	state := c.tls.ConnectionState()
-	// Authentication comes first, as at AWS's front door: on 443 a
-	// connection without x-amzn-http-ca is a SigV4 request without a
-	// signature.
-	if c.listener == ListenerALPN && state.NegotiatedProtocol != publisher.ALPNProtocol {
-		s.fail(w, r, id, http.StatusForbidden, "Missing Authentication Token")
-		return msg, false
-	}
-	if status, ok := s.injectedStatus(); ok {
-		s.fail(w, r, id, status, errorMessage(status))
-		return msg, false
-	}
 	escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), "/topics/")
 	if !ok {
 		// AWS's front door answers unknown routes 403 or 404; 404 is
@@ -134,7 +152,7 @@ func (s *Server) checkRequest(w http.ResponseWriter, r *http.Request, id string,
 		s.fail(w, r, id, http.StatusBadRequest, "invalid topic encoding: "+err.Error())
 		return msg, false
 	}
-	if err := publisher.ValidateTopic(topic); err != nil {
+	if err := validateTopic(topic); err != nil {
 		s.fail(w, r, id, http.StatusBadRequest, err.Error())
 		return msg, false
 	}

@@ -1,7 +1,9 @@
-// Package iotemu emulates the AWS IoT Core HTTPS publish endpoint for tests
-// and demos, in the manner of net/http/httptest: mutual TLS, the 443-style
-// listener that needs the ALPN name x-amzn-http-ca, the 8443-style listener
-// that does not, AWS-shaped replies, and fault injection.
+// Package iotemu emulates the AWS IoT Core HTTPS endpoint for tests and
+// demos, in the manner of net/http/httptest: publishing (POST /topics/...)
+// and the Device Shadow REST API (/things/<thing>/shadow), mutual TLS, the
+// 443-style listener that needs the ALPN name x-amzn-http-ca, the
+// 8443-style listener that does not, AWS-shaped replies, and fault
+// injection.
 package iotemu
 
 import (
@@ -122,10 +124,15 @@ type Server struct {
 	// modeChanged is closed and replaced by SetMode, and closed by Close:
 	// it wakes stalled requests.
 	modeChanged chan struct{}
+
+	shadows       map[shadowKey]*shadowDoc // see shadow.go
+	shadowChanged chan struct{}            // closed and replaced when a shadow changes
+	shadowDenied  bool                     // see SetShadowDenied
 }
 
 type counts struct {
 	connections, handshakes, handshakeFailures, requests int
+	shadowRequests                                       int
 }
 
 // slot is one listener's address, kept so that SetDown(false) can listen on
@@ -155,8 +162,9 @@ func Start(opts Options) (*Server, error) {
 		faultRand: rand.New(rand.NewPCG(uint64(opts.Seed), 0x9e3779b97f4a7c15)),
 		idRand:    rand.New(rand.NewPCG(uint64(opts.Seed), 0x2545f4914f6cdd1d)),
 
-		requested:   make(chan struct{}),
-		modeChanged: make(chan struct{}),
+		requested:     make(chan struct{}),
+		modeChanged:   make(chan struct{}),
+		shadowChanged: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

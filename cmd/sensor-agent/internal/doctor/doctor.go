@@ -70,6 +70,10 @@ type Options struct {
 	Getenv func(string) string
 	// Emit, when set, gets each step as soon as it is known.
 	Emit func(Step)
+	// Shadow adds StepShadow after the publish: a GET of the device's
+	// shadow ShadowName ("" = DefaultShadowName) of thing device_id.
+	Shadow     bool
+	ShadowName string
 }
 
 // Run runs every step, in the order of Steps: a step that cannot run
@@ -83,6 +87,7 @@ func Run(ctx context.Context, opts Options) []Step {
 		d.clockState = SystemClock
 	}
 	d.run(ctx)
+	d.skipShadow()
 	return d.steps
 }
 

@@ -65,12 +65,12 @@ func (d *doctor) tlsAndPublish(ctx context.Context, conn net.Conn) {
 	if err == nil {
 		pub.Status = StatusPass
 		pub.Detail = fmt.Sprintf("%d OK: %d bytes to %s, traceId %s", res.Status, len(payload), topic, res.TraceID)
-		d.add(pub)
-		return
+	} else {
+		pub.Status = StatusFail
+		pub.Detail, pub.Hint = d.publishFailure(err, info, topic)
 	}
-	pub.Status = StatusFail
-	pub.Detail, pub.Hint = d.publishFailure(err, info, topic)
 	d.add(pub)
+	d.shadowAfterPublish(ctx, tc, err)
 }
 
 func (d *doctor) tlsSuccess(info publisher.TLSInfo) (detail, hint, status string) {
