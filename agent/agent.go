@@ -62,6 +62,9 @@ type Options struct {
 	// live page; it is configured for this agent's sensors by Provision
 	// and outlives a reload.
 	History *history.Store
+	// Remote, when set, says what desired state from the Device Shadow is
+	// in effect, for Snapshot.
+	Remote func() *RemoteConfig
 	// Previous is the agent this one replaces (a reload): its lock,
 	// spool, sequence counter and the readings it holds only in memory
 	// are taken over, so a reload loses nothing and numbering goes on

@@ -6,8 +6,12 @@ package agent
 // sensor's own mutex, no allocation once the value names are known).
 
 import (
+	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
 	"github.com/sensor-agent/sensor-agent/agent/spool"
+	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/sensors"
 )
 
@@ -32,10 +37,25 @@ type Snapshot struct {
 	Publish     PublishState     `json:"publish"`
 	Sensors     []SensorSnapshot `json:"sensors"`
 	Spool       SpoolSnapshot    `json:"spool"`
+	Remote      *RemoteConfig    `json:"remote,omitempty"` // nil: the shadow is off
+}
+
+// RemoteConfig is the Device Shadow's desired state and what came of it.
+type RemoteConfig struct {
+	// Version is the shadow version whose desired state is in effect
+	// (0: none yet).
+	Version int64 `json:"version"`
+	// Applied is that desired state, overlaid on the config file.
+	Applied map[string]any `json:"applied,omitempty"`
+	// Error says why the latest desired state was refused ("" when it
+	// was applied); the agent runs on without it.
+	Error string `json:"error,omitempty"`
 }
 
 // Certificate is the device certificate in use.
 type Certificate struct {
+	// ID is AWS IoT's certificate id: the SHA-256 of its DER, in hex.
+	ID       string    `json:"id"`
 	Subject  string    `json:"subject"`
 	NotAfter time.Time `json:"not_after"`
 	DaysLeft int       `json:"days_left"` // whole days, negative once expired
@@ -105,6 +125,9 @@ func (s *Snapshot) Problems() []string {
 	}
 	if s.Spool.MemoryMode {
 		out = append(out, "spool not writable, readings held in memory: "+s.Spool.MemoryReason)
+	}
+	if s.Remote != nil && s.Remote.Error != "" {
+		out = append(out, "remote configuration refused: "+s.Remote.Error)
 	}
 	return out
 }
@@ -184,7 +207,8 @@ func (a *Agent) Snapshot() Snapshot {
 	}
 	if c, ok := a.pub.(interface{ Certificate() *x509.Certificate }); ok {
 		if leaf := c.Certificate(); leaf != nil {
-			s.Certificate = &Certificate{Subject: leaf.Subject.CommonName, NotAfter: leaf.NotAfter.UTC(),
+			sum := sha256.Sum256(leaf.Raw)
+			s.Certificate = &Certificate{ID: hex.EncodeToString(sum[:]), Subject: leaf.Subject.CommonName, NotAfter: leaf.NotAfter.UTC(),
 				DaysLeft: int(math.Floor(leaf.NotAfter.Sub(now).Hours() / 24))}
 		}
 	}
@@ -192,6 +216,9 @@ func (a *Agent) Snapshot() Snapshot {
 		s.Sensors = append(s.Sensors, a.sensorSnapshot(c.Name, c.Driver))
 	}
 	s.Spool = a.spoolSnapshot(st.DeadLettered)
+	if a.opts.Remote != nil {
+		s.Remote = a.opts.Remote()
+	}
 	return s
 }
 
@@ -296,4 +323,16 @@ func (a *Agent) countReported(reported []spool.DroppedRange) {
 	for _, d := range reported {
 		a.droppedReported[d.Reason.String()] += d.Count
 	}
+}
+
+// Shadow sends a Device Shadow request on the publisher's connection
+// (its port, ALPN, proxy and fallback), for the shadow loop.
+func (a *Agent) Shadow(ctx context.Context, method, thing, name string, body []byte) (publisher.ShadowReply, error) {
+	s, ok := a.pub.(interface {
+		Shadow(ctx context.Context, method, thing, name string, body []byte) (publisher.ShadowReply, error)
+	})
+	if !ok {
+		return publisher.ShadowReply{}, errors.New("shadow: the publisher in use has no Device Shadow API")
+	}
+	return s.Shadow(ctx, method, thing, name, body)
 }

@@ -122,6 +122,7 @@ func TestParseErrors(t *testing.T) {
 		{"wrong type in driver option", minimal + "    count: many\n", []string{"c.yaml:12: sensors[0].count:", "wrong type"}},
 		{"duration without unit", strings.Replace(minimal, "interval: 100ms", "interval: 30", 1), []string{"c.yaml:11: sensors[0].interval:", "no unit", "30s"}},
 		{"bad size", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_bytes: lots", 1), []string{"c.yaml:5: publish.max_bytes:", "invalid size"}},
+		{"fraction for a whole number", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_readings: 1.5", 1), []string{"c.yaml:5: publish.max_readings: 1.5: want a whole number"}},
 		{"size over 128KB", strings.Replace(minimal, "state_dir: /tmp/x", "state_dir: /tmp/x\npublish:\n  max_bytes: 256KiB", 1), []string{"publish.max_bytes:", "128KiB"}},
 		{"missing host", strings.Replace(minimal, "  host: abc-ats.iot.us-west-2.amazonaws.com\n", "", 1), []string{"c.yaml:4: endpoint.host: missing required key", "describe-endpoint"}},
 		{"missing endpoint", "device_id: x\nsensors:\n  - name: a\n    driver: sim\n", []string{"endpoint: missing required section"}},

@@ -165,6 +165,11 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 			d.errorf(n.Line, path, "want a single value, got a %s", kindName(n))
 			return
 		}
+		// yaml.v3 would cut 1.5 down to 1 without a word.
+		if k := v.Kind(); k >= reflect.Int && k <= reflect.Uint64 && n.ShortTag() == "!!float" {
+			d.errorf(n.Line, path, "%s: want a whole number", n.Value)
+			return
+		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
 			d.errorf(n.Line, path, "%s", cleanYAMLError(err))
 		}

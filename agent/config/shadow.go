@@ -51,8 +51,8 @@ func (v *validator) shadow(c *Config) {
 		key string
 		d   Duration
 	}{{"shadow.report_interval", s.ReportInterval}, {"shadow.poll_interval", s.PollInterval}} {
-		if f.d < Duration(10*time.Second) || f.d > Duration(24*time.Hour) {
-			v.at(f.key, "%s: give from 10s to 24h (default 5m); each request is billed", f.d)
+		if f.d < Duration(time.Second) || f.d > Duration(24*time.Hour) {
+			v.at(f.key, "%s: give from 1s to 24h (default 5m); each request is billed", f.d)
 		}
 	}
 }

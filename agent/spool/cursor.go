@@ -317,10 +317,10 @@ func readSmallFile(fsys FS, name string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// writeFileAtomic replaces dir/name with data so that a crash at any
+// WriteFileAtomic replaces dir/name with data so that a crash at any
 // point leaves either the old or the new content: write a temporary
 // file, fsync it, rename it over the old one, fsync the directory.
-func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
+func WriteFileAtomic(fsys FS, dir, name string, data []byte) error {
 	path := filepath.Join(dir, name)
 	tmp := path + ".tmp"
 	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)

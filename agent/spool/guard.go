@@ -186,10 +186,10 @@ func (s *Spool) releaseReserve() bool {
 // writeSmall replaces a small file of the spool (cursor, meta) atomically,
 // using the reserve when the disk is full.
 func (s *Spool) writeSmall(name string, data []byte) error {
-	err := writeFileAtomic(s.fs, s.dir, name, data)
+	err := WriteFileAtomic(s.fs, s.dir, name, data)
 	if err != nil && errors.Is(err, syscall.ENOSPC) && s.releaseReserve() {
 		_ = s.fs.Remove(filepath.Join(s.dir, name+".tmp"))
-		err = writeFileAtomic(s.fs, s.dir, name, data)
+		err = WriteFileAtomic(s.fs, s.dir, name, data)
 	}
 	return err
 }

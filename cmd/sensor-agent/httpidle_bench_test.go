@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,7 +20,8 @@ import (
 // and once with it (the live page's history filled on the reading path,
 // nobody scraping or watching). Both release binaries run side by side
 // against one emulator over the same window, so the machine's noise
-// falls on both; on/off is their CPU ratio (target ≤ 1.10). CPU is
+// falls on both (they are pinned to one core with taskset); on/off is
+// their CPU ratio (target ≤ 1.10). CPU is
 // Σ /proc/PID/task/*/schedstat (nanoseconds), not utime+stime, whose
 // 10 ms ticks are too coarse for 0.1 % of a core.
 func BenchmarkHTTPIdle(b *testing.B) {
@@ -31,7 +33,9 @@ func BenchmarkHTTPIdle(b *testing.B) {
 	start := func(name, extra string) (*exec.Cmd, *bytes.Buffer) {
 		cfg := rssConfig(b, addr, pki, filepath.Join(b.TempDir(), "state"), "1s", "",
 			"device_id: "+name+"\nspool: {sync_interval: 1s}\n"+extra)
-		cmd := exec.CommandContext(ctx, bin, "run", "-config", cfg)
+		// Both on the same core (the last): they then share the same
+		// interruptions, and the machine's other work stays off it.
+		cmd := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(runtime.NumCPU()-1), bin, "run", "-config", cfg)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

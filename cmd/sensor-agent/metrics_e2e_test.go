@@ -158,7 +158,7 @@ func TestMetricsNonLoopbackWarns(t *testing.T) {
 	cfg := agentConfig{device: "pi-metrics", addr: srv.ALPNAddr(), alpn: "on", pki: pki, format: "batch",
 		maxReadings: 50, flushInterval: "100ms", sensors: twoSimSensors, extra: "http:\n  listen: \":0\"\n"}.write(t)
 	r := sensorAgent(t, ctx, nil, "run", "-config", cfg, "-exit-when-idle")
-	if r.code != 0 || !regexp.MustCompile(`level=WARN msg="http.listen is not a loopback address: /metrics and /healthz are reachable from the network, without authentication" addr=\S+`).MatchString(r.stderr) {
+	if r.code != 0 || !regexp.MustCompile(`level=WARN msg="http.listen is not a loopback address: the live page, /metrics and /healthz are reachable from the network, without authentication" addr=\S+`).MatchString(r.stderr) {
 		t.Errorf("exit %d, want 0 and a warning\n%s", r.code, r.stderr)
 	}
 }

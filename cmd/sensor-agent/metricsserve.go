@@ -170,11 +170,13 @@ func startHTTP(cfg *config.Config, hist *history.Store, log *slog.Logger) (*http
 func (s *service) handOver(a *agent.Agent) {
 	s.status.set(a)
 	s.http.set(a)
+	s.remote.set(a)
 }
 
 // closeListeners stops the status socket and the http listener; a second
 // call does nothing.
 func (s *service) closeListeners() {
+	s.remote.stop()
 	s.status.close()
 	s.http.close()
 }

@@ -47,6 +47,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		cfgPath: *cfgPath, stderr: stderr, sd: sd, hup: hup, watchdog: wd, getenv: os.Getenv,
 		opts: agent.Options{Logger: log, SysFS: *sysfs, ExitWhenIdle: *idle},
 	}
+	if cfg.Shadow.Enabled {
+		svc.remote = newRemote(*cfgPath, cfg, log)
+		cfg = svc.remote.overlay(cfg)
+		svc.opts.Remote = svc.remote.current
+	}
 	return svc.run(ctx, cfg)
 }
 
@@ -97,6 +102,7 @@ type service struct {
 	getenv   func(string) string
 	status   *statusServer // nil until the first agent is provisioned, or when it cannot listen
 	http     *httpServer   // http.listen; nil when off or when it cannot listen
+	remote   *remote       // the Device Shadow; nil when off
 }
 
 // newAgent makes the agent for cfg, taking over from old (a reload).
@@ -138,6 +144,8 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		}
 		s.serveStatus(a, cfg)
 		s.serveHTTP(a, cfg)
+		s.remote.set(a)
+		s.remote.start(ctx, cfg)
 		msg := "sensor-agent started"
 		if reload {
 			msg = "config reloaded"
@@ -205,6 +213,11 @@ func (s *service) wait(ctx context.Context, done <-chan error) (next *config.Con
 				s.notify(sdStatus("reload failed, running the previous config: " + err.Error()))
 				continue
 			}
+			if s.remote != nil {
+				cfg = s.remote.overlay(cfg)
+			}
+			return cfg, false, nil
+		case cfg := <-s.remote.nextConfig(): // new desired state, checked
 			return cfg, false, nil
 		}
 	}

@@ -27,7 +27,7 @@ var shadowCommands = []string{"get", "desire", "delete"}
 
 // defaultShadowName is the named shadow the agent uses, so that it does
 // not clash with a user's classic shadow.
-const defaultShadowName = "sensor-agent"
+const defaultShadowName = config.DefaultShadowName
 
 // maxDesireInput bounds what desire reads: AWS takes at most 8 KB of state.
 const maxDesireInput = 64 << 10
@@ -55,8 +55,8 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := newFlagSet("shadow "+sub, stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file to take the endpoint, certificate and device_id from")
-	thing := fs.String("thing", "", "thing name (default: the config's device_id)")
-	name := fs.String("name", defaultShadowName, `shadow name; "" for the classic shadow`)
+	thing := fs.String("thing", "", "thing name (default: the config's shadow.thing, else device_id)")
+	name := fs.String("name", defaultShadowName, `shadow name (default: the config's shadow.name, else sensor-agent); "" for the classic shadow`)
 	fs.Usage = func() { usage(); fs.PrintDefaults() }
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -70,7 +70,10 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *thing == "" {
-		*thing = cfg.DeviceID
+		*thing = cfg.Shadow.Thing // device_id unless the config names the thing
+	}
+	if !flagSet(fs, "name") {
+		*name = cfg.Shadow.Name
 	}
 	sc := shadowCmd{thing: *thing, name: *name, stdout: stdout}
 	c, err := publisher.New(cfg.PublisherConfig(), newLogger(stderr, "warn"))
@@ -201,4 +204,11 @@ func printIndented(w io.Writer, body []byte) error {
 	out.WriteByte('\n')
 	_, err := w.Write(out.Bytes())
 	return err
+}
+
+// flagSet says whether the command line gave the flag.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

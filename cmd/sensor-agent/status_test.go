@@ -111,7 +111,7 @@ func TestStatusHealthy(t *testing.T) {
 		`(?m)^sensor-agent ` + regexp.QuoteMeta(e2eVersion) + ` \(pid \d+\): healthy, up `,
 		`(?m)^  route: +localhost:\d+ \(ALPN x-amzn-http-ca\), direct$`,
 		`(?m)^  publish: +ok, last success \d\d:\d\d:\d\dZ \(`,
-		`(?m)^  remote config: +none$`,
+		`(?m)^  remote config: +off \(no shadow\)$`,
 		`(?m)^SENSOR +DRIVER +INTERVAL +HEALTH +ERRORS +LAST READING +VALUES$`,
 		`(?m)^air +sim +50ms +ok +0 +\d\d:\d\d:\d\dZ \(\S+ ago\) +humidity [\d.]+ %, temperature [\d.]+ °C$`,
 		`(?m)^door +sim +50ms +ok +0 +.* level [01]$`,

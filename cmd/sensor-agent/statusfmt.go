@@ -4,6 +4,7 @@ package main
 // glance, the sensors as a table, then what is wrong.
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -36,7 +37,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) {
 	if rep.Publish.LastError != "" {
 		line("last error", "%s", rep.Publish.LastError)
 	}
-	line("remote config", "none")
+	remoteLines(line, rep.Remote)
 	fmt.Fprintln(w)
 	printSensors(w, rep.Sensors, now)
 	fmt.Fprintln(w)
@@ -191,4 +192,22 @@ func values(v map[string]float64) string {
 		parts = append(parts, part)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// remoteLines says what the Device Shadow's desired state does: "off"
+// without a shadow, "none" before any desired state, else the overlay
+// and, when the latest was refused, why.
+func remoteLines(line func(k, format string, a ...any), r *agent.RemoteConfig) {
+	switch {
+	case r == nil:
+		line("remote config", "off (no shadow)")
+	case len(r.Applied) == 0:
+		line("remote config", "none (the shadow has no desired state)")
+	default:
+		js, _ := json.Marshal(r.Applied)
+		line("remote config", "shadow version %d: %s", r.Version, js)
+	}
+	if r != nil && r.Error != "" {
+		line("remote refused", "%s", r.Error)
+	}
 }

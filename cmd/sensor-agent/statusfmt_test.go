@@ -42,7 +42,7 @@ func TestPrintStatus(t *testing.T) {
   certificate:   pi-7, 12 days left: renew it (until 2026-12-16)
   route:         abc-ats.iot.eu-west-1.amazonaws.com:8443, on the fallback port: the configured port is unreachable, via proxy http://proxy:3128 (HTTPS_PROXY)
   publish:       ok, last success 11:59:56Z (4s ago); 3412 readings taken, 3400 published in 120 messages, 2 errors
-  remote config: none
+  remote config: off (no shadow)
 
 SENSOR      DRIVER        INTERVAL  HEALTH   ERRORS  LAST READING                         VALUES
 greenhouse  bme280        30s       ok       0       11:59:57Z (3s ago)                   humidity 63.4 %, pressure 1016.35 hPa, temperature 23.35 °C
