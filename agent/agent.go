@@ -192,6 +192,9 @@ func (a *Agent) configureHistory() {
 		hs = append(hs, history.Sensor{Name: s.Name, Interval: s.Interval.D()})
 	}
 	a.opts.History.Configure(a.cfg.HTTP.History.D(), int64(a.cfg.HTTP.HistoryMaxBytes), hs)
+	for name, st := range a.sensors {
+		st.hist = a.opts.History.Recorder(name)
+	}
 }
 
 func (a *Agent) provisionPublisher() error {

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sensor-agent/sensor-agent/agent/history"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
 	"github.com/sensor-agent/sensor-agent/agent/spool"
 	"github.com/sensor-agent/sensor-agent/publisher"
@@ -141,7 +142,8 @@ type sensorState struct {
 	seen   bool  // a status arrived
 	errors int64 // failed reads: statuses with an error
 	last   time.Time
-	values sensors.Values // reused: values are copied in
+	values sensors.Values    // reused: values are copied in
+	hist   *history.Recorder // the live page's history; nil without one
 }
 
 // note keeps a measurement's values. The map is copied, not kept: a
@@ -160,6 +162,7 @@ func (st *sensorState) note(t time.Time, v sensors.Values) {
 	}
 	st.last = t
 	st.mu.Unlock()
+	st.hist.Add(t, v)
 }
 
 func (st *sensorState) setStatus(s scheduler.Status) {

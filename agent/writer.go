@@ -103,7 +103,6 @@ func (a *Agent) record(buf []byte, s scheduler.Sample) (spool.Record, []byte) {
 	a.taken.Add(1) // health readings included: taken and published compare
 	if s.Type == "" {
 		a.sensors[s.Sensor].note(s.Time, s.Values) // for Snapshot
-		a.opts.History.Add(s.Sensor, s.Time, s.Values)
 	}
 	r := reading.Reading{Seq: n, Sensor: s.Sensor, Driver: s.Driver, Time: s.Time.UTC(), Values: s.Values,
 		Type: s.Type, Error: s.Error, LastSuccess: s.LastSuccess, ClockUnsynced: !a.clockNow()}

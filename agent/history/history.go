@@ -6,13 +6,9 @@
 package history
 
 import (
-	"slices"
 	"sync"
 	"time"
 )
-
-// pointBytes is what one kept point costs: its time (unix ms) and value.
-const pointBytes = 8 + 4
 
 // Sensor is one configured sensor.
 type Sensor struct {
@@ -27,20 +23,13 @@ type Store struct {
 	mu      sync.Mutex
 	window  time.Duration
 	order   []string
-	sensors map[string]*sensor
-}
-
-type sensor struct {
-	interval time.Duration
-	budget   int64 // bytes for all of this sensor's series
-	used     int64
-	keys     []string // in order of first appearance
-	series   map[string]*series
+	sensors map[string]*Recorder
 }
 
 // Configure sets the window, the byte bound and the sensors: a reload's
 // config. Sensors gone from the config are forgotten; the others keep
 // their points, re-bucketed when their share or interval changed.
+// Recorders handed out before are stale afterwards.
 func (s *Store) Configure(window time.Duration, maxBytes int64, sensors []Sensor) {
 	if s == nil {
 		return
@@ -49,94 +38,37 @@ func (s *Store) Configure(window time.Duration, maxBytes int64, sensors []Sensor
 	defer s.mu.Unlock()
 	s.window = window
 	old := s.sensors
-	s.sensors = make(map[string]*sensor, len(sensors))
+	s.sensors = make(map[string]*Recorder, len(sensors))
 	s.order = s.order[:0]
 	var share int64
 	if len(sensors) > 0 {
 		share = maxBytes / int64(len(sensors))
 	}
 	for _, c := range sensors {
-		n := &sensor{interval: c.Interval, budget: share, series: map[string]*series{}}
+		r := &Recorder{interval: c.Interval, budget: share, window: window}
 		if prev := old[c.Name]; prev != nil {
-			n.refill(prev, window)
+			r.refill(prev)
 		}
-		s.sensors[c.Name] = n
+		s.sensors[c.Name] = r
 		s.order = append(s.order, c.Name)
 	}
 }
 
-// Add records one reading's values. Safe for concurrent use; it does not
-// allocate once a sensor's series exist.
-func (s *Store) Add(name string, t time.Time, values map[string]float64) {
-	if s == nil || len(values) == 0 {
-		return
-	}
-	ms := t.UnixMilli()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sn := s.sensors[name]
-	if sn == nil {
-		return
-	}
-	for k, v := range values {
-		sr := sn.series[k]
-		if sr == nil {
-			if sr = sn.newSeries(k, len(values), s.window); sr == nil {
-				continue
-			}
-		}
-		sr.add(ms, v)
-	}
-}
-
-// newSeries makes key's series, sized from the sensor's share split over
-// the n values its readings carry; nil when the share is spent (a driver
-// that adds value names later).
-func (sn *sensor) newSeries(key string, n int, window time.Duration) *series {
-	want := int64(2)
-	if sn.interval > 0 {
-		want = int64(window/sn.interval) + 2
-	}
-	fits := sn.budget / int64(n) / pointBytes
-	if left := (sn.budget - sn.used) / pointBytes; fits > left {
-		fits = left
-	}
-	if fits < 2 {
+// Recorder returns the sensor's recorder, nil when it is not configured
+// (a nil *Recorder records nothing). The agent keeps one per sensor, so
+// a reading costs no lookup by name.
+func (s *Store) Recorder(name string) *Recorder {
+	if s == nil {
 		return nil
 	}
-	capacity := min(want, fits)
-	var step int64 // the readings of a window do not fit: average into buckets
-	if capacity < want {
-		step = max(1, (window.Milliseconds()+capacity-3)/(capacity-2))
-	}
-	sr := newSeries(int(capacity), step)
-	sn.used += capacity * pointBytes
-	sn.keys = append(sn.keys, key)
-	sn.series[key] = sr
-	return sr
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sensors[name]
 }
 
-// refill takes prev's points over into sn's new series.
-func (sn *sensor) refill(prev *sensor, window time.Duration) {
-	for _, k := range prev.keys {
-		p := prev.series[k]
-		var sr *series
-		p.each(func(t int64, v float32) {
-			if sr == nil {
-				if sr = sn.newSeries(k, len(prev.keys), window); sr == nil {
-					return
-				}
-			}
-			sr.add(t, float64(v))
-		})
-	}
-}
-
-// Series is one value's points, oldest first.
-type Series struct {
-	Key  string    `json:"key"`
-	Time []int64   `json:"t"` // unix milliseconds
-	Vals []float32 `json:"v"`
+// Add records one reading of the named sensor.
+func (s *Store) Add(name string, t time.Time, values map[string]float64) {
+	s.Recorder(name).Add(t, values)
 }
 
 // SensorHistory is one sensor's series.
@@ -148,6 +80,13 @@ type SensorHistory struct {
 	Series []Series `json:"series"`
 }
 
+// Series is one value's points, oldest first.
+type Series struct {
+	Key  string    `json:"key"`
+	Time []int64   `json:"t"` // unix milliseconds
+	Vals []float32 `json:"v"`
+}
+
 // Since returns, for every sensor in config order, the points newer than
 // since and inside the window ending at now; at most limit points per
 // series (0 = all), averaged into buckets when there are more.
@@ -155,19 +94,12 @@ func (s *Store) Since(since, now time.Time, limit int) []SensorHistory {
 	if s == nil {
 		return nil
 	}
-	from := max(since.UnixMilli()+1, now.Add(-s.window).UnixMilli())
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	from := max(since.UnixMilli()+1, now.Add(-s.window).UnixMilli())
 	out := make([]SensorHistory, 0, len(s.order))
 	for _, name := range s.order {
-		sn := s.sensors[name]
-		h := SensorHistory{Name: name, Series: []Series{}}
-		for _, k := range sn.keys {
-			sr := sn.series[k]
-			h.Step = max(h.Step, sr.step)
-			h.Series = append(h.Series, sr.since(k, from, limit))
-		}
-		out = append(out, h)
+		out = append(out, s.sensors[name].since(name, from, limit))
 	}
 	return out
 }
@@ -190,18 +122,8 @@ func (s *Store) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n int64
-	for _, sn := range s.sensors {
-		n += sn.used
+	for _, r := range s.sensors {
+		n += r.bytes()
 	}
 	return n
-}
-
-// keys lists a sensor's value names, for tests.
-func (s *Store) keys(name string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sn := s.sensors[name]; sn != nil {
-		return slices.Clone(sn.keys)
-	}
-	return nil
 }

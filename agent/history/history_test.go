@@ -169,8 +169,8 @@ func TestClockBackAndBadValues(t *testing.T) {
 	if len(sr.Vals) != 1 || sr.Vals[0] != 42 {
 		t.Errorf("after the clock went back: %v, want only the reading taken since, [42]", sr.Vals)
 	}
-	if k := s.keys("unknown"); k != nil {
-		t.Errorf("unconfigured sensor kept: %v", k)
+	if r := s.Recorder("unknown"); r != nil {
+		t.Errorf("unconfigured sensor has a recorder")
 	}
 }
 
@@ -188,8 +188,9 @@ func TestAddDoesNotAllocate(t *testing.T) {
 	s.Configure(time.Hour, 2<<20, []Sensor{{Name: "a", Interval: time.Second}})
 	v := map[string]float64{"temperature_c": 21, "humidity_pct": 40}
 	i := 0
-	s.Add("a", t0, v)
-	if n := testing.AllocsPerRun(1000, func() { i++; s.Add("a", t0.Add(time.Duration(i)*time.Second), v) }); n != 0 {
+	r := s.Recorder("a")
+	r.Add(t0, v)
+	if n := testing.AllocsPerRun(1000, func() { i++; r.Add(t0.Add(time.Duration(i)*time.Second), v) }); n != 0 {
 		t.Errorf("Add allocates %g times per reading, want 0", n)
 	}
 }
@@ -198,10 +199,14 @@ func BenchmarkAdd(b *testing.B) {
 	var s Store
 	cfg := sensorsOf(10, time.Second)
 	s.Configure(time.Hour, 2<<20, cfg)
+	recs := make([]*Recorder, len(cfg))
+	for i, c := range cfg {
+		recs[i] = s.Recorder(c.Name)
+	}
 	v := map[string]float64{"temperature_c": 21, "humidity_pct": 40, "pressure_hpa": 1013}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		s.Add(cfg[i%10].Name, t0.Add(time.Duration(i)*100*time.Millisecond), v)
+		recs[i%10].Add(t0.Add(time.Duration(i)*100*time.Millisecond), v)
 	}
 }
 
