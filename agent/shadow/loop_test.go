@@ -33,7 +33,7 @@ func (f *fakeSource) PublishMetrics() agent.PublishMetrics {
 	return agent.PublishMetrics{ErrorsByKind: map[string]int64{"retry": 0}}
 }
 
-func startEmu(t *testing.T) (*iotemu.Server, *publisher.Client) {
+func startEmu(t testing.TB) (*iotemu.Server, *publisher.Client) {
 	t.Helper()
 	pki, err := iotemu.NewPKI(t.TempDir())
 	if err != nil {

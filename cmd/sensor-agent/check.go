@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent/config"
 	"github.com/sensor-agent/sensor-agent/agent/scheduler"
+	"github.com/sensor-agent/sensor-agent/agent/shadow"
 	"github.com/sensor-agent/sensor-agent/cmd/sensor-agent/internal/doctor"
 	"github.com/sensor-agent/sensor-agent/publisher"
 	"github.com/sensor-agent/sensor-agent/sensors"
@@ -35,6 +38,15 @@ func check(ctx context.Context, cfgPath, sysfs string, clockState func() (bool, 
 	}
 	fmt.Fprintf(stdout, "config %s: ok (device %s, %d sensors)\n", cfg.File, cfg.DeviceID, len(cfg.Sensors))
 	failed := 0
+	if cfg.Shadow.Enabled {
+		var ok bool
+		if cfg, ok = checkRemote(cfgPath, cfg, stdout); !ok {
+			failed++
+		}
+	}
+	for _, name := range cfg.Disabled {
+		fmt.Fprintf(stdout, "sensor %s: disabled (enabled: false)\n", name)
+	}
 	e := cfg.Endpoint
 	c, err := publisher.New(cfg.PublisherConfig(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -68,6 +80,33 @@ func check(ctx context.Context, cfgPath, sysfs string, clockState func() (bool, 
 		return fmt.Errorf("%d problem(s) found", failed)
 	}
 	return nil
+}
+
+// checkRemote shows the desired state saved from the shadow and whether
+// it still applies to the file; the config run would use comes back.
+func checkRemote(cfgPath string, cfg *config.Config, stdout io.Writer) (*config.Config, bool) {
+	saved, err := shadow.Load(cfg.StateDir)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stdout, "remote config: FAIL %v\n", err)
+		return cfg, false
+	case len(saved.Desired) == 0:
+		fmt.Fprintf(stdout, "remote config: none saved (shadow %s/%s)\n", cfg.Shadow.Thing, cfg.Shadow.Name)
+		return cfg, true
+	}
+	file, err := os.ReadFile(cfgPath)
+	if err != nil {
+		fmt.Fprintf(stdout, "remote config: FAIL %v\n", err)
+		return cfg, false
+	}
+	over, err := shadow.Overlay(file, cfgPath, saved.Desired, os.LookupEnv)
+	js, _ := json.Marshal(saved.Desired)
+	if err != nil {
+		fmt.Fprintf(stdout, "remote config (shadow version %d): %s\nremote config: FAIL no longer applies to the file, run would use the file alone:\n%v\n", saved.Version, js, err)
+		return cfg, false
+	}
+	fmt.Fprintf(stdout, "remote config (shadow version %d): %s: applies; the checks below use the file with it\n", saved.Version, js)
+	return over, true
 }
 
 // readOnce opens a sensor, reads it once within its timeout and closes it.

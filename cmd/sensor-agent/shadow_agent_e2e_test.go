@@ -12,10 +12,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/sensor-agent/sensor-agent/agent/shadow"
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
 	"github.com/sensor-agent/sensor-agent/publisher/proxytest"
 )
@@ -184,4 +187,48 @@ func shadowScenario(t *testing.T, ctx context.Context, w *shadowWatch, cfg strin
 	w.until("a report from the restarted agent", func(r map[string]any) bool {
 		return dig(r, "agent", "started") != dig(rep, "agent", "started") && dig(r, "sensors", "air", "interval") == "250ms"
 	})
+}
+
+// TestCheckShowsRemoteConfig: `check` shows the desired state saved from
+// the shadow, whether it still applies to the file, and checks with it.
+func TestCheckShowsRemoteConfig(t *testing.T) {
+	t.Parallel()
+	_, pki := startEmulator(t, iotemu.Options{PlainAddr: iotemu.Off})
+	tests := []struct {
+		name, saved string
+		code        int
+		want        []string
+	}{
+		{"applies", `{"version":3,"desired":{"sensors":{"flaky":{"enabled":false}}}}`, 0, []string{
+			`remote config (shadow version 3): {"sensors":{"flaky":{"enabled":false}}}: applies; the checks below use the file with it`,
+			"sensor flaky: disabled (enabled: false)"}},
+		{"no longer applies", `{"version":4,"desired":{"sensors":{"gone":{"interval":"1s"}}}}`, 1, []string{
+			"remote config: FAIL no longer applies to the file, run would use the file alone:",
+			"desired.sensors.gone: the config file has no sensor named gone (it has: air, flaky)"}},
+		{"none", ``, 0, []string{"remote config: none saved (shadow pi-shadow/sensor-agent)"}},
+		{"damaged", `{"version":`, 1, []string{"remote config: FAIL shadow:", "is damaged", "remove it to start from the config file alone"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			state := t.TempDir()
+			if tt.saved != "" {
+				if err := os.WriteFile(filepath.Join(state, shadow.DesiredFile), []byte(tt.saved), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := agentConfig{device: "pi-shadow", stateDir: state, addr: "127.0.0.1:1", alpn: "on", pki: pki, format: "batch",
+				maxReadings: 50, flushInterval: "1s", sensors: strings.ReplaceAll(shadowAgentSensors, ", fail_open: 6", ""),
+				extra: "shadow: {enabled: true}\n"}.write(t)
+			r := sensorAgent(t, testContext(t), nil, "check", "-config", cfg)
+			if r.code != tt.code {
+				t.Errorf("exit %d, want %d", r.code, tt.code)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("output lacks %q:\n%s%s", w, r.stdout, r.stderr)
+				}
+			}
+		})
+	}
 }
