@@ -99,6 +99,11 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 	}
 	if err := l.report(ctx, src, snap); err != nil {
 		l.fail("shadow report", err)
+		if se, ok := errors.AsType[*publisher.ShadowError](err); ok && se.Status == http.StatusConflict {
+			// Reports carry no version, so AWS has no cause for this; if
+			// it comes, learn the shadow's state again before the next.
+			l.synced, l.pollDue = false, now
+		}
 		return
 	}
 	l.health, l.lastSent, l.remoteDue = h, now, false

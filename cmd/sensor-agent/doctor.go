@@ -28,7 +28,7 @@ func doctorCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	topic := fs.String("topic", "", "topic of the test publish (default sensor-agent/<device_id>/doctor)")
 	asJSON := fs.Bool("json", false, "print the steps as a JSON array of {step, status, duration_ms, detail, hint}")
 	port := fs.Int("port", 0, "check this port of the endpoint instead of endpoint.port (e.g. endpoint.fallback_port)")
-	shadow := fs.Bool("shadow", false, "also read the device's shadow ("+doctor.DefaultShadowName+" of thing device_id) after the test publish: 200 or 404 pass, 403 names the policy actions")
+	shadow := fs.Bool("shadow", false, "also read the device's shadow (the config's shadow.name of shadow.thing, default "+doctor.DefaultShadowName+" of device_id) after the test publish, as with shadow.enabled: 200 or 404 pass, 403 names the policy actions")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: sensor-agent doctor [-config FILE] [-topic T] [-port N] [-shadow] [-json]")
 		fmt.Fprintln(stderr, "Checks each link from the config to AWS IoT (certificate, clock, DNS, proxy, TCP, TLS, a test publish);")

@@ -9,12 +9,13 @@ import (
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
 )
 
-// TestDoctorShadow: doctor -shadow reads the device's shadow after the
-// test publish.
+// TestDoctorShadow: doctor -shadow (or a config with the shadow on) reads
+// the device's shadow after the test publish.
 func TestDoctorShadow(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
+		noFlag  bool // without -shadow: the config turns the step on
 		prepare func(t *testing.T, f *doctorFixture)
 		marks   string // of Steps, then the shadow step
 		detail  string // the shadow step's
@@ -29,6 +30,11 @@ func TestDoctorShadow(t *testing.T) {
 				}
 			},
 			detail: "200 OK: shadow sensor-agent of thing pi-doctor, version 1"},
+		{name: "shadow on in the config, thing named there", noFlag: true, marks: "✓✓✓✓--✓✓✓✓",
+			prepare: func(t *testing.T, f *doctorFixture) {
+				f.cfg.extra = "shadow: {enabled: true, thing: greenhouse-1, name: fleet}\n"
+			},
+			detail: "404 ResourceNotFoundException: no shadow fleet of thing greenhouse-1 yet, which is fine"},
 		{name: "policy without the shadow actions", marks: "✓✓✓✓--✓✓✓✗",
 			prepare: func(t *testing.T, f *doctorFixture) { f.emu.SetShadowDenied(true) },
 			detail:  "403 ForbiddenException for shadow sensor-agent of thing pi-doctor: Forbidden",
@@ -56,7 +62,11 @@ func TestDoctorShadow(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(t, f)
 			}
-			r := runDoctor(t, testContext(t), nil, true, "-json", "-shadow", "-config", f.cfg.write(t))
+			args := []string{"-json", "-shadow", "-config", f.cfg.write(t)}
+			if tt.noFlag {
+				args = slices.Delete(args, 1, 2)
+			}
+			r := runDoctor(t, testContext(t), nil, true, args...)
 			steps := doctorJSON(t, r.stdout)
 			var names []string
 			for _, s := range steps {

@@ -40,6 +40,7 @@ type doctorConfig struct {
 	ca           string
 	proxy        string
 	fallbackPort int
+	extra        string // more top-level YAML
 	raw          string // the whole file instead, if set
 }
 
@@ -60,10 +61,10 @@ endpoint:
   timeout: 5s
   proxy: %s
   fallback_port: %d
-sensors:
+%ssensors:
   - name: air
     driver: sim
-`, q(filepath.Join(t.TempDir(), "state")), c.host, c.port, c.alpn, q(c.cert), q(c.key), q(c.ca), q(c.proxy), c.fallbackPort)
+`, q(filepath.Join(t.TempDir(), "state")), c.host, c.port, c.alpn, q(c.cert), q(c.key), q(c.ca), q(c.proxy), c.fallbackPort, c.extra)
 	}
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {

@@ -20,10 +20,11 @@ const StepShadow = "shadow"
 // DefaultShadowName is the named shadow the agent uses.
 const DefaultShadowName = "sensor-agent"
 
-// shadowAfterPublish runs the shadow step on tc when it was asked for: only
+// shadowAfterPublish runs the shadow step on tc when it was asked for or
+// the config has the shadow on: only
 // after an answer to the test publish, which shows the session works.
 func (d *doctor) shadowAfterPublish(ctx context.Context, tc net.Conn, pubErr error) {
-	if !d.opts.Shadow {
+	if !d.wantShadow() {
 		return
 	}
 	if pe, ok := errors.AsType[*publisher.Error](pubErr); ok && pe.Status == 0 {
@@ -36,7 +37,7 @@ func (d *doctor) shadowAfterPublish(ctx context.Context, tc net.Conn, pubErr err
 // shadow GETs the device's shadow: 200 and 404 (not created yet) pass;
 // 403 says what the policy must allow.
 func (d *doctor) shadow(ctx context.Context, tc net.Conn) {
-	thing, name := d.cfg.DeviceID, d.shadowName()
+	thing, name := d.cfg.Shadow.Thing, d.shadowName() // the thing defaults to device_id
 	ref := fmt.Sprintf("shadow %s of thing %s", name, thing)
 	start := time.Now()
 	reply, err := d.prober.Shadow(ctx, tc, http.MethodGet, thing, name, nil)
@@ -61,16 +62,24 @@ func (d *doctor) shadow(ctx context.Context, tc net.Conn) {
 }
 
 func (d *doctor) shadowName() string {
-	if d.opts.ShadowName != "" {
+	switch {
+	case d.opts.ShadowName != "":
 		return d.opts.ShadowName
+	case d.cfg != nil && d.cfg.Shadow.Name != "":
+		return d.cfg.Shadow.Name
 	}
 	return DefaultShadowName
+}
+
+// wantShadow: asked for (-shadow), or the config has the shadow on.
+func (d *doctor) wantShadow() bool {
+	return d.opts.Shadow || d.cfg != nil && d.cfg.Shadow.Enabled
 }
 
 // skipShadow marks the shadow step skipped when it was asked for and the
 // run ended before it.
 func (d *doctor) skipShadow() {
-	if !d.opts.Shadow {
+	if !d.wantShadow() {
 		return
 	}
 	for _, s := range d.steps {
