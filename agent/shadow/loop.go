@@ -51,6 +51,7 @@ type Loop struct {
 	backoff   time.Duration
 	failing   bool
 	remoteDue bool // remote configuration changed: report it now
+	lastSrc   Source
 }
 
 // Run runs until ctx ends.
@@ -79,6 +80,10 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 	src := l.Source()
 	if src == nil {
 		return
+	}
+	if src != l.lastSrc {
+		// A new agent (start, or a reload: new settings): report it now.
+		l.lastSrc, l.remoteDue = src, true
 	}
 	if !now.Before(l.pollDue) {
 		if err := l.poll(ctx, src); err != nil {
