@@ -10,8 +10,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/sensor-agent/sensor-agent/agent/shadow"
 	"github.com/sensor-agent/sensor-agent/publisher/iotemu"
-	"github.com/sensor-agent/sensor-agent/publisher/proxytest"
 )
 
 const shadowAgentSensors = `  - {name: air, driver: sim, interval: 100ms}
@@ -81,26 +78,7 @@ func (w *shadowWatch) desire(doc string) int64 {
 
 func TestShadowAgentE2E(t *testing.T) {
 	t.Parallel()
-	routes := []struct {
-		name     string
-		endpoint func(t *testing.T, e443, e8443 *iotemu.Server) string
-		on8443   bool
-	}{
-		{"direct", func(*testing.T, *iotemu.Server, *iotemu.Server) string { return "" }, false},
-		{"squid with Basic auth", func(t *testing.T, e443, _ *iotemu.Server) string {
-			sq := proxytest.StartSquid(t, proxytest.SquidOptions{
-				Users: map[string]string{"pi": "s3cr:et"}, AllowPorts: []int{portNumber(t, e443.ALPNAddr())},
-			})
-			return "  proxy: http://" + url.UserPassword("pi", "s3cr:et").String() + "@" + sq.Addr + "\n"
-		}, false},
-		{"8443 fallback", func(t *testing.T, e443, e8443 *iotemu.Server) string {
-			if err := e443.SetDown(true); err != nil {
-				t.Fatal(err)
-			}
-			return fmt.Sprintf("  fallback_port: %d\n", portNumber(t, e8443.PlainAddr()))
-		}, true},
-	}
-	for _, rt := range routes {
+	for _, rt := range shadowRoutes {
 		t.Run(rt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := testContext(t)

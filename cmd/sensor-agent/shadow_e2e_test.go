@@ -133,31 +133,37 @@ func TestShadowCommand(t *testing.T) {
 	}
 }
 
+// shadowRoute is a way to the endpoint for the shadow's e2e tests; each
+// test makes two emulators sharing a PKI, a "443" and an "8443".
+type shadowRoute struct {
+	name     string
+	endpoint func(t *testing.T, e443, e8443 *iotemu.Server) string // endpoint lines to add
+	on8443   bool                                                  // where the requests must arrive
+}
+
+var shadowRoutes = []shadowRoute{
+	{"direct", func(*testing.T, *iotemu.Server, *iotemu.Server) string { return "" }, false},
+	{"squid with Basic auth", func(t *testing.T, e443, _ *iotemu.Server) string {
+		sq := proxytest.StartSquid(t, proxytest.SquidOptions{
+			Users:      map[string]string{"pi": "s3cr:et"},
+			AllowPorts: []int{portNumber(t, e443.ALPNAddr())},
+		})
+		return "  proxy: http://" + url.UserPassword("pi", "s3cr:et").String() + "@" + sq.Addr + "\n"
+	}, false},
+	{"8443 fallback", func(t *testing.T, e443, e8443 *iotemu.Server) string {
+		if err := e443.SetDown(true); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("  fallback_port: %d\n", portNumber(t, e8443.PlainAddr()))
+	}, true},
+}
+
 // TestShadowCommandRoutes: through squid with Basic authentication, and on
 // the 8443-style fallback port when the 443-style one is down. Two
 // emulators share a PKI: one is "443", the other "8443".
 func TestShadowCommandRoutes(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name     string
-		endpoint func(t *testing.T, e443, e8443 *iotemu.Server) string // endpoint lines to add
-		on8443   bool                                                  // where the requests must arrive
-	}{
-		{"squid with Basic auth", func(t *testing.T, e443, _ *iotemu.Server) string {
-			sq := proxytest.StartSquid(t, proxytest.SquidOptions{
-				Users:      map[string]string{"pi": "s3cr:et"},
-				AllowPorts: []int{portNumber(t, e443.ALPNAddr())},
-			})
-			return "  proxy: http://" + url.UserPassword("pi", "s3cr:et").String() + "@" + sq.Addr + "\n"
-		}, false},
-		{"8443 fallback", func(t *testing.T, e443, e8443 *iotemu.Server) string {
-			if err := e443.SetDown(true); err != nil {
-				t.Fatal(err)
-			}
-			return fmt.Sprintf("  fallback_port: %d\n", portNumber(t, e8443.PlainAddr()))
-		}, true},
-	}
-	for _, tt := range tests {
+	for _, tt := range shadowRoutes[1:] {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e443, pki := startEmulator(t, iotemu.Options{PlainAddr: iotemu.Off})
