@@ -175,3 +175,48 @@ func TestDiff(t *testing.T) {
 		})
 	}
 }
+
+// TestDocumentFits: however many sensors, a report stays within the
+// share of AWS's 8 KB state limit it may take.
+func TestDocumentFits(t *testing.T) {
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		sensors    int
+		wantValues bool
+		wantAll    bool
+	}{
+		{10, true, true},
+		{30, false, true},
+		{200, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.sensors), func(t *testing.T) {
+			s := daySnapshot(now)
+			s.Sensors = nil
+			for i := range tt.sensors {
+				s.Sensors = append(s.Sensors, agent.SensorSnapshot{Name: "greenhouse_sensor_" + strconv.Itoa(i), Driver: "bme280",
+					Interval: "30s", Healthy: i != 7, LastError: "bus stuck", LastReading: now,
+					Values: map[string]float64{"temperature_c": 21.25, "humidity_pct": 40.5, "pressure_hpa": 1013.25}})
+			}
+			doc := Document(s, agent.PublishMetrics{}, Facts{Version: "v1"})
+			if n := size(doc); n > maxState {
+				t.Fatalf("%d sensors: report of %d bytes, over %d", tt.sensors, n, maxState)
+			}
+			sensors := doc["sensors"].(map[string]any)
+			if (len(sensors) == tt.sensors) != tt.wantAll {
+				t.Errorf("%d sensors reported, want all %v", len(sensors), tt.wantAll)
+			}
+			failing, _ := sensors["greenhouse_sensor_7"].(map[string]any)
+			if failing == nil || failing["healthy"] != false {
+				t.Errorf("the failing sensor is not in the report: %v", failing)
+			}
+			_, hasValues := failing["values"]
+			if hasValues != tt.wantValues {
+				t.Errorf("values reported %v, want %v", hasValues, tt.wantValues)
+			}
+			if !tt.wantAll && doc["sensors_healthy"] != tt.sensors-1 {
+				t.Errorf("sensors_healthy %v, want %d", doc["sensors_healthy"], tt.sensors-1)
+			}
+		})
+	}
+}

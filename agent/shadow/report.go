@@ -44,6 +44,17 @@ func Document(s agent.Snapshot, pm agent.PublishMetrics, f Facts) map[string]any
 		// Many sensors: their last values go first; health stays.
 		doc["sensors"] = sensorsDoc(s.Sensors, false)
 	}
+	if size(doc) > maxState {
+		// Still too many: only the failing ones, and a count of the rest.
+		var failing []agent.SensorSnapshot
+		for _, sn := range s.Sensors {
+			if !sn.Healthy {
+				failing = append(failing, sn)
+			}
+		}
+		doc["sensors"] = sensorsDoc(failing, false)
+		doc["sensors_healthy"] = len(s.Sensors) - len(failing)
+	}
 	return doc
 }
 
