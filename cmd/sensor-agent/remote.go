@@ -107,6 +107,20 @@ func (r *remote) desired(d map[string]any, version int64) {
 	r.next <- cfg
 }
 
+// startFailed says that the config last made could not start (the
+// service went back to the one before): with desired state in it, that
+// is reported as its error.
+func (r *remote) startFailed(err error) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.state.Applied) > 0 {
+		r.state.Error = "the config with this desired state could not start, the previous one runs: " + err.Error()
+	}
+}
+
 // current is what Snapshot shows.
 func (r *remote) current() *agent.RemoteConfig {
 	r.mu.Lock()

@@ -134,6 +134,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			}
 			s.opts.Logger.Error("reload: the new config cannot start; going on with the previous one",
 				"config", cfg.File, "err", err)
+			s.remote.startFailed(err)
 			cfg, prev = prev, nil
 			s.setLogger(cfg)
 			continue
