@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,5 +98,29 @@ func TestServeSocketPath(t *testing.T) {
 	}
 	if !errors.Is(notRunning{errors.New("x")}, errNotRunning) {
 		t.Error("notRunning is not errNotRunning")
+	}
+}
+
+func TestRemoteLines(t *testing.T) {
+	tests := []struct {
+		name string
+		r    *agent.RemoteConfig
+		want string
+	}{
+		{"off", nil, "remote config: off (no shadow)\n"},
+		{"none yet", &agent.RemoteConfig{}, "remote config: none (the shadow has no desired state)\n"},
+		{"applied", &agent.RemoteConfig{Version: 7, Applied: map[string]any{"log_level": "debug"}},
+			"remote config: shadow version 7: {\"log_level\":\"debug\"}\n"},
+		{"refused", &agent.RemoteConfig{Version: 7, Applied: map[string]any{"log_level": "debug"}, Error: "desired.endpoint: not settable remotely"},
+			"remote config: shadow version 7: {\"log_level\":\"debug\"}\nremote refused: desired.endpoint: not settable remotely\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			remoteLines(func(k, format string, a ...any) { fmt.Fprintf(&b, k+": "+format+"\n", a...) }, tt.r)
+			if b.String() != tt.want {
+				t.Errorf("got %q, want %q", b.String(), tt.want)
+			}
+		})
 	}
 }
