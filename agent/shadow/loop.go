@@ -48,7 +48,9 @@ type Loop struct {
 	health    string
 	lastSent  time.Time
 	pollDue   time.Time
-	backoff   time.Duration
+	backoff   time.Duration // between failed GETs
+	retryAt   time.Time     // no report before, after a failed one
+	rbackoff  time.Duration
 	failing   bool
 	remoteDue bool // remote configuration changed: report it now
 	lastSrc   Source
@@ -99,11 +101,13 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 	}
 	snap := src.Snapshot()
 	h := Healthy(snap)
-	if h == l.health && !l.remoteDue && now.Sub(l.lastSent) < l.ReportEvery {
+	if h == l.health && !l.remoteDue && now.Sub(l.lastSent) < l.ReportEvery || now.Before(l.retryAt) {
 		return
 	}
 	if err := l.report(ctx, src, snap); err != nil {
 		l.fail("shadow report", err)
+		l.rbackoff = min(max(2*l.rbackoff, l.CheckEvery), l.ReportEvery)
+		l.retryAt = now.Add(l.rbackoff)
 		if se, ok := errors.AsType[*publisher.ShadowError](err); ok && se.Status == http.StatusConflict {
 			// Reports carry no version, so AWS has no cause for this; if
 			// it comes, learn the shadow's state again before the next.
@@ -111,7 +115,7 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 		}
 		return
 	}
-	l.health, l.lastSent, l.remoteDue = h, now, false
+	l.health, l.lastSent, l.remoteDue, l.rbackoff = h, now, false, 0
 }
 
 // fail logs a failed request: a warning when a streak starts, then at

@@ -19,8 +19,22 @@ import (
 // publisher client against the emulator.
 type fakeSource struct {
 	*publisher.Client
-	mu   sync.Mutex
-	snap agent.Snapshot
+	mu    sync.Mutex
+	snap  agent.Snapshot
+	calls int // shadow requests tried, answered or not
+}
+
+func (f *fakeSource) Shadow(ctx context.Context, method, thing, name string, body []byte) (publisher.ShadowReply, error) {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	return f.Client.Shadow(ctx, method, thing, name, body)
+}
+
+func (f *fakeSource) tried() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
 func (f *fakeSource) Snapshot() agent.Snapshot {
@@ -141,12 +155,31 @@ func TestLoop(t *testing.T) {
 	if !l.failing || l.pollDue.Sub(t0.Add(17*time.Minute)) != 10*time.Second {
 		t.Errorf("after a failed GET: failing %v, next poll in %s, want 10s", l.failing, l.pollDue.Sub(t0.Add(17*time.Minute)))
 	}
+	// Health changes while it is down: the report fails, and is not tried
+	// again at every check but after a growing wait.
+	src.mu.Lock()
+	src.snap.Sensors[0].Healthy, src.snap.Sensors[0].LastError = true, ""
+	src.mu.Unlock()
+	l.pollDue = t0.Add(time.Hour) // only the report is tried here
+	l.step(ctx, t0.Add(17*time.Minute+2*time.Second))
+	if want := t0.Add(17*time.Minute + 12*time.Second); !l.retryAt.Equal(want) {
+		t.Errorf("after a failed report: retry at %s, want %s", l.retryAt, want)
+	}
+	n := src.tried()
+	l.step(ctx, t0.Add(17*time.Minute+5*time.Second))
+	if src.tried() != n {
+		t.Error("a failed report was tried again before its wait")
+	}
 	if err := srv.SetDown(false); err != nil {
 		t.Fatal(err)
 	}
-	l.step(ctx, t0.Add(17*time.Minute+10*time.Second))
+	l.pollDue = time.Time{}
+	l.step(ctx, t0.Add(17*time.Minute+20*time.Second))
 	if l.failing || requests() <= before {
 		t.Errorf("after the endpoint came back: failing %v, requests %d (were %d)", l.failing, requests(), before)
+	}
+	if air := reported(t, srv)["sensors"].(map[string]any)["air"].(map[string]any); air["healthy"] != true {
+		t.Errorf("the recovery was not reported once the endpoint came back: %v", air)
 	}
 }
 
