@@ -40,6 +40,10 @@ func Document(s agent.Snapshot, pm agent.PublishMetrics, f Facts) map[string]any
 	if c := s.Certificate; c != nil {
 		doc["certificate"] = map[string]any{"id": c.ID, "days_left": c.DaysLeft, "not_after": stamp(c.NotAfter)}
 	}
+	// The desired state in effect, also at its own paths: the shadow's
+	// delta is then empty once the device has taken it, and what stays
+	// in it was not (refused, or not yet polled).
+	mergeInto(doc, f.Remote.Applied)
 	if size(doc) > maxState {
 		// Many sensors: their last values go first; health stays.
 		doc["sensors"] = sensorsDoc(s.Sensors, false)
@@ -130,6 +134,26 @@ func remoteDoc(r agent.RemoteConfig) map[string]any {
 		applied = r.Applied
 	}
 	return map[string]any{"applied_version": r.Version, "applied": applied, "config_error": nilIfEmpty(r.Error)}
+}
+
+// mergeInto writes src's values into dst, objects key by key.
+func mergeInto(dst, src map[string]any) {
+	for k, v := range src {
+		sm, ok := v.(map[string]any)
+		dm, ok2 := dst[k].(map[string]any)
+		if ok && ok2 {
+			dm = maps.Clone(dm) // dst's objects may be shared with the snapshot's
+			mergeInto(dm, sm)
+			dst[k] = dm
+			continue
+		}
+		if ok {
+			c := map[string]any{}
+			mergeInto(c, sm)
+			v = c
+		}
+		dst[k] = v
+	}
 }
 
 // stamp is a time in whole seconds, UTC; nil for none.

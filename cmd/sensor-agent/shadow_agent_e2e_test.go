@@ -64,6 +64,19 @@ func (w *shadowWatch) until(what string, ok func(reported map[string]any) bool) 
 	}
 }
 
+// delta is the shadow's delta now: what desired state the device has not
+// taken.
+func (w *shadowWatch) delta() map[string]any {
+	w.t.Helper()
+	doc, ok := w.srv.Shadow("pi-shadow", "sensor-agent")
+	if !ok {
+		w.t.Fatal("no shadow")
+	}
+	state, _ := shadowState(w.t, doc)
+	d, _ := state["delta"].(map[string]any)
+	return d
+}
+
 // desire sets desired state as an operator would (the AWS CLI), and
 // returns the shadow's version after it.
 func (w *shadowWatch) desire(doc string) int64 {
@@ -117,15 +130,23 @@ func shadowScenario(t *testing.T, ctx context.Context, w *shadowWatch, cfg strin
 	w.until("the flaky sensor failing", func(r map[string]any) bool { return dig(r, "sensors", "flaky", "healthy") == false })
 	w.until("the flaky sensor recovered", func(r map[string]any) bool { return dig(r, "sensors", "flaky", "healthy") == true })
 
-	v := w.desire(`{"sensors":{"air":{"interval":"250ms"}}}`)
+	// flush_interval is not part of what is reported on its own: only
+	// the desired state mirrored at its paths clears the delta.
+	v := w.desire(`{"sensors":{"air":{"interval":"250ms"}},"publish":{"flush_interval":"400ms"}}`)
 	w.until("the interval applied and reported", func(r map[string]any) bool {
 		av, _ := dig(r, "remote", "applied_version").(float64)
 		return int64(av) >= v && dig(r, "sensors", "air", "interval") == "250ms"
 	})
+	if d := w.delta(); d != nil {
+		t.Errorf("delta %v after the desired state was taken, want none", d)
+	}
 	w.desire(`{"sensors":{"air":{"interval":"soon"}}}`)
 	rep = w.until("the invalid interval refused", func(r map[string]any) bool { return dig(r, "remote", "config_error") != nil })
 	if e, _ := dig(rep, "remote", "config_error").(string); !strings.Contains(e, "sensors[0].interval") || dig(rep, "sensors", "air", "interval") != "250ms" {
 		t.Errorf("after an invalid interval: config_error %q, air interval %v; want the error and 250ms kept", e, dig(rep, "sensors", "air", "interval"))
+	}
+	if d := w.delta(); dig(d, "sensors", "air", "interval") != "soon" {
+		t.Errorf("delta %v after a refused desired state, want it to name the refused interval", d)
 	}
 	w.desire(`{"endpoint":{"host":"evil.example"},"sensors":{"air":{"interval":"250ms"}}}`)
 	rep = w.until("the endpoint refused", func(r map[string]any) bool {
@@ -147,7 +168,7 @@ func shadowScenario(t *testing.T, ctx context.Context, w *shadowWatch, cfg strin
 	}
 	p := startEnv(t, ctx, nil, []string{"RUNTIME_DIRECTORY="}, "run", "-config", cfg)
 	w.p = p
-	p.waitOutput(ctx, p.stderr, regexp.MustCompile(`msg="remote configuration from the shadow in effect" version=\d+ desired="\{\\"sensors\\":\{\\"air\\":\{\\"interval\\":\\"250ms\\"\}\}\}"`))
+	p.waitOutput(ctx, p.stderr, regexp.MustCompile(`msg="remote configuration from the shadow in effect" version=\d+ desired="\{\\"publish\\":\{\\"flush_interval\\":\\"400ms\\"\},\\"sensors\\":\{\\"air\\":\{\\"interval\\":\\"250ms\\"\}\}\}"`))
 	p.waitOutput(ctx, p.stderr, regexp.MustCompile(`msg="status socket"`))
 	st := runStatus(t, ctx, cfg, "-json")
 	var rep2 statusReport
