@@ -141,22 +141,23 @@ func (s *service) serveHTTP(a *agent.Agent, cfg *config.Config) {
 				"listening", s.http.addr, "configured", cfg.HTTP.Listen)
 		}
 	case cfg.HTTP.Listen != "":
-		var err error
-		if s.http, err = startHTTP(cfg, s.opts.History, log); err != nil {
-			return
-		}
+		s.http, _ = startHTTP(cfg, a, s.opts.History, log)
+		return
 	}
 	s.http.set(a)
 }
 
-// startHTTP listens on cfg's http.listen, saying so; a listener that
-// cannot start is logged and returned as an error: the agent runs without.
-func startHTTP(cfg *config.Config, hist *history.Store, log *slog.Logger) (*httpServer, error) {
+// startHTTP listens on cfg's http.listen with a to report on, then says
+// so (a test or a user acting on the line finds the agent there); a
+// listener that cannot start is logged and returned as an error: the
+// agent runs without.
+func startHTTP(cfg *config.Config, a *agent.Agent, hist *history.Store, log *slog.Logger) (*httpServer, error) {
 	s, err := listenHTTP(cfg.HTTP.Listen, hist, log)
 	if err != nil {
 		log.Warn("the live page, /metrics and /healthz will not be served", "err", err)
 		return nil, err
 	}
+	s.set(a)
 	log.Info("serving the live page, /metrics and /healthz", "addr", s.addr, "page", "http://"+s.addr+"/")
 	if !cfg.HTTP.Loopback() {
 		log.Warn("http.listen is not a loopback address: the live page, /metrics and /healthz are reachable from the network, without authentication",

@@ -67,8 +67,7 @@ func runAgent(ctx context.Context, cfg *config.Config, opts agent.Options) error
 	}
 	defer a.Cleanup()
 	if cfg.HTTP.Listen != "" {
-		if srv, err := startHTTP(cfg, opts.History, opts.Logger); err == nil {
-			srv.set(a)
+		if srv, err := startHTTP(cfg, a, opts.History, opts.Logger); err == nil {
 			defer srv.close()
 		}
 	}
@@ -237,7 +236,9 @@ func (s *service) serveStatus(a *agent.Agent, cfg *config.Config) {
 			s.opts.Logger.Warn("`sensor-agent status` will not work", "err", err)
 			return
 		}
+		s.status.set(a) // before the line: whoever acts on it finds the agent
 		s.opts.Logger.Info("status socket", "socket", path)
+		return
 	}
 	s.status.set(a)
 }
