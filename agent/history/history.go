@@ -66,11 +66,6 @@ func (s *Store) Recorder(name string) *Recorder {
 	return s.sensors[name]
 }
 
-// Add records one reading of the named sensor.
-func (s *Store) Add(name string, t time.Time, values map[string]float64) {
-	s.Recorder(name).Add(t, values)
-}
-
 // SensorHistory is one sensor's series.
 type SensorHistory struct {
 	Name string `json:"name"`

@@ -18,7 +18,7 @@ func fill(s *Store, sensors []Sensor, keys []string, n int) time.Time {
 				v[k] = float64(i)
 			}
 			last = t0.Add(time.Duration(i) * c.Interval)
-			s.Add(c.Name, last, v)
+			s.Recorder(c.Name).Add(last, v)
 		}
 	}
 	return last
@@ -91,7 +91,7 @@ func TestBucketsAverage(t *testing.T) {
 	// 1 KiB for one 1 ms sensor over a second: buckets, not readings.
 	s.Configure(time.Second, 1<<10, []Sensor{{Name: "a", Interval: time.Millisecond}})
 	for i := range 1000 {
-		s.Add("a", t0.Add(time.Duration(i)*time.Millisecond), map[string]float64{"x": float64(i % 2)})
+		s.Recorder("a").Add(t0.Add(time.Duration(i)*time.Millisecond), map[string]float64{"x": float64(i % 2)})
 	}
 	h := s.Since(time.Time{}, t0.Add(time.Second), 0)[0]
 	if h.Step == 0 {
@@ -159,12 +159,12 @@ func TestClockBackAndBadValues(t *testing.T) {
 	var s Store
 	s.Configure(time.Hour, 1<<20, []Sensor{{Name: "a", Interval: time.Second}})
 	for i := range 10 {
-		s.Add("a", t0.Add(time.Duration(i)*time.Second), map[string]float64{"x": float64(i)})
+		s.Recorder("a").Add(t0.Add(time.Duration(i)*time.Second), map[string]float64{"x": float64(i)})
 	}
 	back := t0.Add(-time.Hour)
-	s.Add("a", back, map[string]float64{"x": 42})
-	s.Add("a", back.Add(time.Second), map[string]float64{"x": nan()})
-	s.Add("unknown", back, map[string]float64{"x": 1})
+	s.Recorder("a").Add(back, map[string]float64{"x": 42})
+	s.Recorder("a").Add(back.Add(time.Second), map[string]float64{"x": nan()})
+	s.Recorder("unknown").Add(back, map[string]float64{"x": 1})
 	sr := s.Since(time.Time{}, back.Add(time.Minute), 0)[0].Series[0]
 	if len(sr.Vals) != 1 || sr.Vals[0] != 42 {
 		t.Errorf("after the clock went back: %v, want only the reading taken since, [42]", sr.Vals)
@@ -177,7 +177,7 @@ func TestClockBackAndBadValues(t *testing.T) {
 func TestNilStore(t *testing.T) {
 	var s *Store
 	s.Configure(time.Hour, 1, nil)
-	s.Add("a", t0, map[string]float64{"x": 1})
+	s.Recorder("a").Add(t0, map[string]float64{"x": 1})
 	if s.Since(t0, t0, 0) != nil || s.Bytes() != 0 {
 		t.Error("a nil store answered with data")
 	}

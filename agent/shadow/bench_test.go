@@ -72,7 +72,6 @@ func BenchmarkShadowDay(b *testing.B) {
 			Log: slog.New(slog.DiscardHandler), Source: func() Source { return src },
 			Facts:   func() Facts { return Facts{Version: "v1.4.0", Started: t0, ConfigHash: "0123456789abcdef"} },
 			Desired: func(map[string]any, int64) {}}
-		l.seenSet = true
 		for now := t0; now.Before(t0.Add(24 * time.Hour)); now = now.Add(l.CheckEvery) {
 			src.mu.Lock()
 			src.snap = daySnapshot(now)

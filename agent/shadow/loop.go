@@ -44,7 +44,6 @@ type Loop struct {
 	prev      map[string]any // the reported state the shadow holds
 	synced    bool           // prev is known: a GET succeeded
 	seen      map[string]any // the desired state last handed over
-	seenSet   bool
 	health    string
 	lastSent  time.Time
 	pollDue   time.Time
@@ -61,9 +60,7 @@ func (l *Loop) Run(ctx context.Context) {
 	if l.CheckEvery <= 0 {
 		l.CheckEvery = min(10*time.Second, l.ReportEvery, l.PollEvery)
 	}
-	if l.Facts != nil {
-		l.seen, l.seenSet = l.Facts().Remote.Applied, true
-	}
+	l.seen = l.Facts().Remote.Applied // what the service started with
 	tick := clock.NewTicker(l.CheckEvery)
 	defer tick.Stop()
 	for {
@@ -90,7 +87,7 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 	if !now.Before(l.pollDue) {
 		if err := l.poll(ctx, src); err != nil {
 			l.fail("shadow get", err)
-			l.backoff = min(max(2*l.backoff, l.CheckEvery), l.PollEvery)
+			l.backoff = l.grow(l.backoff, l.PollEvery)
 			l.pollDue = now.Add(l.backoff)
 		} else {
 			l.backoff, l.pollDue = 0, now.Add(l.PollEvery)
@@ -106,7 +103,7 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 	}
 	if err := l.report(ctx, src, snap); err != nil {
 		l.fail("shadow report", err)
-		l.rbackoff = min(max(2*l.rbackoff, l.CheckEvery), l.ReportEvery)
+		l.rbackoff = l.grow(l.rbackoff, l.ReportEvery)
 		l.retryAt = now.Add(l.rbackoff)
 		if se, ok := errors.AsType[*publisher.ShadowError](err); ok && se.Status == http.StatusConflict {
 			// Reports carry no version, so AWS has no cause for this; if
@@ -116,6 +113,12 @@ func (l *Loop) step(ctx context.Context, now time.Time) {
 		return
 	}
 	l.health, l.lastSent, l.remoteDue, l.rbackoff = h, now, false, 0
+}
+
+// grow is the wait after another failure: doubled, from one check to at
+// most limit.
+func (l *Loop) grow(wait, limit time.Duration) time.Duration {
+	return min(max(2*wait, l.CheckEvery), limit)
 }
 
 // fail logs a failed request: a warning when a streak starts, then at
@@ -160,8 +163,8 @@ func (l *Loop) poll(ctx context.Context, src Source) error {
 		l.prev, l.synced = doc.State.Reported, true
 	}
 	desired := doc.State.Desired
-	if !l.seenSet || !equal(nilIfEmptyMap(desired), nilIfEmptyMap(l.seen)) {
-		l.seen, l.seenSet = desired, true
+	if !equal(nilIfEmptyMap(desired), nilIfEmptyMap(l.seen)) {
+		l.seen = desired
 		l.Desired(desired, doc.Version)
 		l.remoteDue = true
 	}

@@ -98,7 +98,6 @@ func TestLoop(t *testing.T) {
 			got = append(got, d)
 			facts.Remote = agent.RemoteConfig{Version: version, Applied: d}
 		}}
-	l.seenSet = true
 	ctx := context.Background()
 	requests := func() int { return srv.ShadowRequests() }
 

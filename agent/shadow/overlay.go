@@ -164,20 +164,15 @@ func apply(root *yaml.Node, desired map[string]any) error {
 }
 
 func applySensors(root *yaml.Node, desired map[string]any) error {
-	list := value(root, "sensors")
-	if list != nil && list.Kind == yaml.AliasNode {
-		list = list.Alias
-	}
+	list := value(root, "sensors") // expanded: no alias, no node shared
 	var names []string
 	for _, name := range sortedKeys(desired) {
 		v := desired[name]
 		var entry *yaml.Node
 		if list != nil && list.Kind == yaml.SequenceNode {
-			for i, item := range list.Content {
-				if n := value(resolve(item), "name"); n != nil && n.Value == name {
-					// A copy: an anchored entry may be used elsewhere.
-					entry = deepCopy(resolve(item))
-					list.Content[i] = entry
+			for _, item := range list.Content {
+				if n := value(item, "name"); n != nil && n.Value == name {
+					entry = item
 				}
 			}
 		}
@@ -212,7 +207,7 @@ func sensorNames(list *yaml.Node) []string {
 	var out []string
 	if list != nil {
 		for _, item := range list.Content {
-			if n := value(resolve(item), "name"); n != nil {
+			if n := value(item, "name"); n != nil {
 				out = append(out, n.Value)
 			}
 		}
@@ -236,15 +231,12 @@ func set(m *yaml.Node, key string, v any) error {
 	return nil
 }
 
-// mapping returns key's mapping in m, made (or copied from an alias) so
-// that it may be changed.
+// mapping returns key's mapping in m, made when m has none.
 func mapping(m *yaml.Node, key string) *yaml.Node {
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
-			if v := resolve(m.Content[i+1]); v.Kind == yaml.MappingNode {
-				c := deepCopy(v)
-				m.Content[i+1] = c
-				return c
+			if v := m.Content[i+1]; v.Kind == yaml.MappingNode {
+				return v
 			}
 			c := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 			m.Content[i+1] = c
@@ -268,26 +260,13 @@ func value(m *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
+// expand returns a copy of n with every alias replaced by a copy of what
+// it names, and no anchors: apply may then change any node in place. The
+// file passed Parse's alias limits, so the copy is bounded.
+func expand(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	return n
-}
-
-// deepCopy copies n's own node; its children are replaced by apply,
-// never changed in place, so they may be shared.
-func deepCopy(n *yaml.Node) *yaml.Node {
-	c := *n
-	c.Content = slices.Clone(n.Content)
-	return &c
-}
-
-// expand returns a copy of n with every alias replaced by a copy of what
-// it names, and no anchors. The file passed Parse's alias limits, so the
-// copy is bounded.
-func expand(n *yaml.Node) *yaml.Node {
-	n = resolve(n)
 	c := *n
 	c.Anchor = ""
 	c.Content = make([]*yaml.Node, len(n.Content))

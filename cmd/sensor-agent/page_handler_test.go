@@ -17,7 +17,7 @@ func TestPageHandlers(t *testing.T) {
 	hist.Configure(time.Hour, 1<<20, []history.Sensor{{Name: "air", Interval: time.Second}})
 	now := time.Now()
 	for i := range 5 {
-		hist.Add("air", now.Add(time.Duration(i-5)*time.Second), map[string]float64{"temperature_c": float64(20 + i)})
+		hist.Recorder("air").Add(now.Add(time.Duration(i-5)*time.Second), map[string]float64{"temperature_c": float64(20 + i)})
 	}
 	s := &httpServer{hist: hist}
 	mux := http.NewServeMux()
