@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"syscall"
 
@@ -141,6 +142,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // isHelp reports whether arg asks for help.
+// subcommand returns args[0] when it is one of subs (spool's, shadow's).
+// Otherwise it prints usage and returns flag.ErrHelp for a help request,
+// errUsage for anything else.
+func subcommand(args, subs []string, usage func()) (string, error) {
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		usage()
+		return "", flag.ErrHelp
+	case len(args) == 0 || !slices.Contains(subs, args[0]):
+		usage()
+		return "", errUsage
+	}
+	return args[0], nil
+}
+
 func isHelp(arg string) bool {
 	switch arg {
 	case "-h", "-help", "--help", "help":

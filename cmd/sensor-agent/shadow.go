@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 
 	"gopkg.in/yaml.v3"
 
@@ -40,18 +39,9 @@ func cmdShadow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "  delete  delete the shadow")
 		fmt.Fprintln(stderr, "Exit status 1 when the shadow does not exist or AWS IoT refuses the request.")
 	}
-	if len(args) == 0 {
-		usage()
-		return errUsage
-	}
-	sub := args[0]
-	if isHelp(sub) {
-		usage()
-		return flag.ErrHelp
-	}
-	if !slices.Contains(shadowCommands, sub) {
-		usage()
-		return errUsage
+	sub, err := subcommand(args, shadowCommands, usage)
+	if err != nil {
+		return err
 	}
 	fs := newFlagSet("shadow "+sub, stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file to take the endpoint, certificate and device_id from")

@@ -5,13 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
@@ -32,18 +30,9 @@ func cmdSpool(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "  verify  check every record of every segment; exit 1 on damage")
 		fmt.Fprintln(stderr, "  export  pending readings as JSON lines on stdout")
 	}
-	if len(args) == 0 {
-		usage()
-		return errUsage
-	}
-	sub := args[0]
-	if isHelp(sub) {
-		usage()
-		return flag.ErrHelp
-	}
-	if !slices.Contains(spoolCommands, sub) {
-		usage()
-		return errUsage
+	sub, err := subcommand(args, spoolCommands, usage)
+	if err != nil {
+		return err
 	}
 	fs := newFlagSet("spool "+sub, stderr)
 	cfgPath := fs.String("config", config.DefaultPath, "config file (for spool.dir and publish limits)")
