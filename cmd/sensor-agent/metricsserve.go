@@ -7,14 +7,11 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
@@ -22,17 +19,12 @@ import (
 	"github.com/sensor-agent/sensor-agent/agent/history"
 )
 
-// httpServer serves the agent running now; nil a while a reload swaps
-// agents.
+// httpServer serves the agent running now.
 type httpServer struct {
-	listen string // as configured, to tell a reload that changes it
-	addr   string // as bound (port 0 becomes the port chosen)
-	srv    *http.Server
-	done   chan struct{}
+	agentServer
+	listen string         // as configured, to tell a reload that changes it
+	addr   string         // as bound (port 0 becomes the port chosen)
 	hist   *history.Store // the live page's charts; outlives reloads
-
-	mu sync.Mutex
-	a  *agent.Agent
 }
 
 // listenHTTP listens on addr (host:port, validated by the config); the
@@ -42,61 +34,37 @@ func listenHTTP(addr string, hist *history.Store, log *slog.Logger) (*httpServer
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", addr, err)
 	}
-	s := &httpServer{listen: addr, addr: ln.Addr().String(), done: make(chan struct{}), hist: hist}
+	s := &httpServer{listen: addr, addr: ln.Addr().String(), hist: hist}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /", s.page)
 	mux.HandleFunc("GET /api/state", s.state)
 	mux.HandleFunc("GET /api/history", s.history)
 	mux.HandleFunc("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("http listener stopped", "addr", s.addr, "err", err)
-		}
-	}()
+	s.serve(ln, mux, 10*time.Second, log, "http listener stopped", "addr", s.addr)
 	return s, nil
 }
 
-// set hands the server the agent to report on; nil while agents are
-// swapped. It waits for a request in progress.
+// set is agentServer's, on a listener that may be off (nil).
 func (s *httpServer) set(a *agent.Agent) {
-	if s == nil {
-		return
+	if s != nil {
+		s.agentServer.set(a)
 	}
-	s.mu.Lock()
-	s.a = a
-	s.mu.Unlock()
 }
 
-// close stops serving.
+// close is agentServer's, on a listener that may be off (nil).
 func (s *httpServer) close() {
-	if s == nil {
-		return
+	if s != nil {
+		s.agentServer.close()
 	}
-	s.set(nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.srv.Shutdown(ctx)
-	<-s.done
-}
-
-// input gathers one scrape's numbers, false while agents are swapped.
-func (s *httpServer) input() (metricsInput, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.a == nil {
-		return metricsInput{}, false
-	}
-	return metricsInput{Version: buildVersion(), Snap: s.a.Snapshot(), Stats: s.a.Stats(), Publish: s.a.PublishMetrics()}, true
 }
 
 func (s *httpServer) metrics(w http.ResponseWriter, _ *http.Request) {
-	in, ok := s.input()
-	if !ok {
-		http.Error(w, "the agent is reloading its config", http.StatusServiceUnavailable)
+	var in metricsInput
+	if !s.with(func(a *agent.Agent) {
+		in = metricsInput{Version: buildVersion(), Snap: a.Snapshot(), Stats: a.Stats(), Publish: a.PublishMetrics()}
+	}) {
+		reloading(w)
 		return
 	}
 	var b bytes.Buffer
@@ -107,24 +75,21 @@ func (s *httpServer) metrics(w http.ResponseWriter, _ *http.Request) {
 
 // healthz answers 200 "ok", or 503 with the problems, one per line.
 func (s *httpServer) healthz(w http.ResponseWriter, _ *http.Request) {
-	s.mu.Lock()
-	a := s.a
 	var problems []string
-	if a != nil {
+	running := s.with(func(a *agent.Agent) {
 		snap := a.Snapshot()
 		problems = snap.Problems()
-	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	})
 	w.Header().Set("Cache-Control", "no-store")
 	switch {
-	case a == nil:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("the agent is reloading its config\n"))
+	case !running:
+		reloading(w)
 	case len(problems) > 0:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(strings.Join(problems, "\n") + "\n"))
 	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	}
 }

@@ -48,15 +48,9 @@ type pageState struct {
 }
 
 func (s *httpServer) state(w http.ResponseWriter, _ *http.Request) {
-	s.mu.Lock()
-	a := s.a
 	var snap agent.Snapshot
-	if a != nil {
-		snap = a.Snapshot()
-	}
-	s.mu.Unlock()
-	if a == nil {
-		http.Error(w, "the agent is reloading its config", http.StatusServiceUnavailable)
+	if !s.with(func(a *agent.Agent) { snap = a.Snapshot() }) {
+		reloading(w)
 		return
 	}
 	st := pageState{Version: buildVersion(), Problems: snap.Problems(), History: s.hist.Window().Milliseconds(),

@@ -10,9 +10,7 @@ package main
 // service's group, so members of group sensor-agent and root may connect.
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -21,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sensor-agent/sensor-agent/agent"
@@ -81,13 +78,9 @@ type statusReport struct {
 // statusServer serves the snapshot of the agent running now; across a
 // reload it is handed the next agent (set).
 type statusServer struct {
+	agentServer
 	path    string
 	started time.Time
-	srv     *http.Server
-	done    chan struct{}
-
-	mu sync.Mutex
-	a  *agent.Agent // nil while an agent is replaced
 }
 
 // listenStatus listens on path. A socket file already there was left by
@@ -112,48 +105,31 @@ func listenStatus(path string, log *slog.Logger) (*statusServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("status socket: %w", err)
 	}
-	s := &statusServer{path: path, started: time.Now(), done: make(chan struct{})}
+	s := &statusServer{path: path, started: time.Now()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+statusPath, s.handle)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("status socket stopped", "socket", path, "err", err)
-		}
-	}()
+	s.serve(ln, mux, 0, log, "status socket stopped", "socket", path)
 	return s, nil
 }
 
-// set hands the server the agent to report on; nil while agents are
-// swapped (the next takes the previous one's storage during Provision).
-// It waits for a snapshot in progress.
+// set is agentServer's, on a socket that may not be there (nil).
 func (s *statusServer) set(a *agent.Agent) {
-	if s == nil {
-		return
+	if s != nil {
+		s.agentServer.set(a)
 	}
-	s.mu.Lock()
-	s.a = a
-	s.mu.Unlock()
 }
 
-// close stops serving and removes the socket.
+// close is agentServer's, on a socket that may not be there (nil).
 func (s *statusServer) close() {
-	if s == nil {
-		return
+	if s != nil {
+		s.agentServer.close()
 	}
-	s.set(nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = s.srv.Shutdown(ctx)
-	<-s.done
 }
 
 func (s *statusServer) handle(w http.ResponseWriter, _ *http.Request) {
 	rep, ok := s.report()
 	if !ok {
-		http.Error(w, "the agent is reloading its config", http.StatusServiceUnavailable)
+		reloading(w)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -161,12 +137,10 @@ func (s *statusServer) handle(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *statusServer) report() (statusReport, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.a == nil {
+	var snap agent.Snapshot
+	if !s.with(func(a *agent.Agent) { snap = a.Snapshot() }) {
 		return statusReport{}, false
 	}
-	snap := s.a.Snapshot()
 	rep := statusReport{Version: buildVersion(), PID: os.Getpid(), Started: s.started.UTC(), Socket: s.path,
 		State: "healthy", Problems: snap.Problems(), Snapshot: snap}
 	if len(rep.Problems) > 0 {
