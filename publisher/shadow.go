@@ -19,6 +19,14 @@ var (
 	shadowNameRE = regexp.MustCompile(`^[$a-zA-Z0-9:_-]{1,64}$`)
 )
 
+// ValidThingName says whether name is a thing name AWS IoT accepts: 1-128
+// of [a-zA-Z0-9:_-].
+func ValidThingName(name string) bool { return thingNameRE.MatchString(name) }
+
+// ValidShadowName says whether name is a shadow name AWS IoT accepts: 1-64
+// of [$a-zA-Z0-9:_-].
+func ValidShadowName(name string) bool { return shadowNameRE.MatchString(name) }
+
 // ShadowReply is AWS's 2xx answer to a shadow request.
 type ShadowReply struct {
 	Status int
@@ -119,9 +127,9 @@ func checkShadowCall(cl *call) error {
 	switch {
 	case cl.method != http.MethodGet && cl.method != http.MethodPost && cl.method != http.MethodDelete:
 		msg = "method " + cl.method + ": want GET, POST or DELETE"
-	case !thingNameRE.MatchString(cl.thing):
+	case !ValidThingName(cl.thing):
 		msg = fmt.Sprintf("invalid thing name %q: want 1-128 characters of [a-zA-Z0-9:_-]", cl.thing)
-	case cl.name != "" && !shadowNameRE.MatchString(cl.name):
+	case cl.name != "" && !ValidShadowName(cl.name):
 		msg = fmt.Sprintf("invalid shadow name %q: want 1-64 characters of [$a-zA-Z0-9:_-]", cl.name)
 	case cl.method != http.MethodPost && len(cl.body) > 0:
 		msg = cl.method + " takes no body"

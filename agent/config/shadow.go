@@ -3,6 +3,8 @@ package config
 import (
 	"regexp"
 	"time"
+
+	"github.com/sensor-agent/sensor-agent/publisher"
 )
 
 // Shadow is the Device Shadow the agent reports its state to and takes
@@ -27,21 +29,18 @@ const (
 	DefaultShadowInterval = 5 * time.Minute
 )
 
-// AWS IoT's naming rules: thing names up to 128 of these characters,
-// shadow names up to 64.
-var (
-	thingRE  = regexp.MustCompile(`^[A-Za-z0-9:_-]{1,128}$`)
-	shadowRE = regexp.MustCompile(`^[A-Za-z0-9:_-]{1,64}$`)
-)
+// shadowRE is the agent's rule for its shadow's name: AWS IoT's
+// (publisher.ValidShadowName) without the $ it also allows.
+var shadowRE = regexp.MustCompile(`^[A-Za-z0-9:_-]{1,64}$`)
 
 func (v *validator) shadow(c *Config) {
 	s := &c.Shadow
 	if s.Thing == "" {
 		s.Thing = c.DeviceID
-		if s.Enabled && c.DeviceID != "" && !thingRE.MatchString(c.DeviceID) {
+		if s.Enabled && c.DeviceID != "" && !publisher.ValidThingName(c.DeviceID) {
 			v.at("shadow.thing", "not set, and device_id %q is no thing name (letters, digits, _ - : only, at most 128): set shadow.thing to the thing's name in AWS IoT", c.DeviceID)
 		}
-	} else if !thingRE.MatchString(s.Thing) {
+	} else if !publisher.ValidThingName(s.Thing) {
 		v.at("shadow.thing", "%q: a thing name holds letters, digits, _ - : only, at most 128", s.Thing)
 	}
 	if !shadowRE.MatchString(s.Name) {

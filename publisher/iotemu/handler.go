@@ -233,15 +233,7 @@ func (s *Server) writeJSON(w http.ResponseWriter, id string, status int, message
 		Message string `json:"message"`
 		TraceID string `json:"traceId"`
 	}{message, id})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h["x-amzn-RequestId"] = []string{id}
-	if h.Get("Connection") == "" {
-		h.Set("Connection", "keep-alive")
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	writeBody(w, id, status, body)
 }
 
 // accept stores msg, wakes waiters, records it and calls OnMessage.

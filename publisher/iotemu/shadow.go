@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -22,11 +21,6 @@ import (
 // authentication as publishing. Errors carry x-amzn-ErrorType, as publish
 // errors do, and AWS's shadow error body {"code":N,"message":"..."}. The
 // document model is in shadowdoc.go.
-
-var (
-	thingNameRE  = regexp.MustCompile(`^[a-zA-Z0-9:_-]{1,128}$`)
-	shadowNameRE = regexp.MustCompile(`^[$a-zA-Z0-9:_-]{1,64}$`)
-)
 
 type shadowKey struct{ thing, name string }
 
@@ -83,7 +77,7 @@ func parseShadowPath(r *http.Request) (shadowKey, error) {
 		return shadowKey{}, &shadowError{status: http.StatusNotFound, message: "No route for " + r.URL.EscapedPath()}
 	}
 	thing, err := url.PathUnescape(escaped)
-	if err != nil || !thingNameRE.MatchString(thing) {
+	if err != nil || !publisher.ValidThingName(thing) {
 		return shadowKey{}, badShadow("Invalid thing name: must be 1-128 characters of [a-zA-Z0-9:_-]")
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
@@ -92,7 +86,7 @@ func parseShadowPath(r *http.Request) (shadowKey, error) {
 	}
 	key := shadowKey{thing: thing}
 	if names, ok := q["name"]; ok {
-		if len(names) != 1 || !shadowNameRE.MatchString(names[0]) {
+		if len(names) != 1 || !publisher.ValidShadowName(names[0]) {
 			return shadowKey{}, badShadow("Invalid shadow name: must be 1-64 characters of [$a-zA-Z0-9:_-]")
 		}
 		key.name = names[0]
@@ -200,6 +194,8 @@ func (s *Server) failShadow(w http.ResponseWriter, r *http.Request, id string, e
 	writeBody(w, id, se.status, body)
 }
 
+// writeBody answers with a JSON body and the headers AWS IoT sends with
+// every answer (publish's and the shadow's).
 func writeBody(w http.ResponseWriter, id string, status int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -226,13 +222,13 @@ func shadowTopic(topic string) (key shadowKey, op string, ok bool) {
 		key, op = shadowKey{thing: parts[0]}, parts[2]
 	case len(parts) == 5 && parts[1] == "shadow" && parts[2] == "name":
 		key, op = shadowKey{thing: parts[0], name: parts[3]}, parts[4]
-		if !shadowNameRE.MatchString(key.name) {
+		if !publisher.ValidShadowName(key.name) {
 			return key, "", false
 		}
 	default:
 		return key, "", false
 	}
-	if !thingNameRE.MatchString(key.thing) || (op != "update" && op != "get" && op != "delete") {
+	if !publisher.ValidThingName(key.thing) || (op != "update" && op != "get" && op != "delete") {
 		return key, "", false
 	}
 	return key, op, true
